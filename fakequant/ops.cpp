@@ -1,0 +1,44 @@
+#include "fakequant/ops.h"
+
+namespace torchqat::ops {
+namespace {
+
+template <class Signature>
+c10::TypedOperatorHandle<Signature> handle(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> fake_quantize_forward(
+    const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
+    int64_t quant_min, int64_t quant_max, std::optional<int64_t> axis,
+    std::optional<int64_t> group_size) {
+  static const auto op =
+      handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                const at::Tensor&, int64_t, int64_t,
+                                                std::optional<int64_t>, std::optional<int64_t>)>(
+          "torchqat::fake_quantize_forward");
+  return op.call(x, scale, zero_point, quant_min, quant_max, axis, group_size);
+}
+
+std::tuple<at::Tensor, at::Tensor> fake_quantize_fp8_forward(const at::Tensor& x,
+                                                             const at::Tensor& scale,
+                                                             c10::string_view fmt,
+                                                             std::optional<int64_t> axis,
+                                                             std::optional<int64_t> group_size) {
+  static const auto op =
+      handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                c10::string_view, std::optional<int64_t>,
+                                                std::optional<int64_t>)>(
+          "torchqat::fake_quantize_fp8_forward");
+  return op.call(x, scale, fmt, axis, group_size);
+}
+
+at::Tensor ste_backward(const at::Tensor& grad, const at::Tensor& mask) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&)>("torchqat::ste_backward");
+  return op.call(grad, mask);
+}
+
+}  // namespace torchqat::ops

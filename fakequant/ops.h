@@ -1,0 +1,26 @@
+// Typed dispatcher calls of torchqat's ops, for code that composes them
+// (autograd Functions, composite kernels): calls go through the dispatcher so
+// every backend and tracing mode sees the op.
+#pragma once
+
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <optional>
+#include <tuple>
+
+namespace torchqat::ops {
+
+std::tuple<at::Tensor, at::Tensor> fake_quantize_forward(
+    const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
+    int64_t quant_min, int64_t quant_max, std::optional<int64_t> axis,
+    std::optional<int64_t> group_size);
+
+std::tuple<at::Tensor, at::Tensor> fake_quantize_fp8_forward(const at::Tensor& x,
+                                                             const at::Tensor& scale,
+                                                             c10::string_view fmt,
+                                                             std::optional<int64_t> axis,
+                                                             std::optional<int64_t> group_size);
+
+at::Tensor ste_backward(const at::Tensor& grad, const at::Tensor& mask);
+
+}  // namespace torchqat::ops

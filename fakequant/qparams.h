@@ -1,0 +1,45 @@
+// Argument checks and quantization-parameter layout shared by the CPU, CUDA
+// and Meta implementations of the fake-quant ops.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string_view>
+
+#include "torchqat/kernels/fake_quant.h"
+
+namespace torchqat {
+
+// x (or the tensor called `name`) must be float32, float16 or bfloat16.
+void check_input_dtype(const char* op, const at::Tensor& x, const char* name = "x");
+kernels::DType kernel_dtype(const at::Tensor& x);
+
+// quant_min < quant_max, both inside int32.
+void check_quant_range(const char* op, int64_t quant_min, int64_t quant_max);
+
+// Checks that `param` (scale or zero_point) is shaped for the granularity
+// selected by axis / group_size and returns the flat layout of x.
+kernels::ChannelLayout resolve_layout(const char* op, const char* param_name,
+                                      const at::Tensor& x, const at::Tensor& param,
+                                      std::optional<int64_t> axis,
+                                      std::optional<int64_t> group_size);
+
+void check_same_device(const char* op, const at::Tensor& x, const char* x_name,
+                       const at::Tensor& other, const char* other_name);
+
+// scale: floating point, every value finite and > 0. Returns it as a
+// contiguous float32 tensor on x's device. On the CPU a bad value raises an
+// error naming it and its index; on CUDA the check runs on the device
+// (an asynchronous device-side assertion, no host synchronisation).
+at::Tensor checked_scale(const char* op, const at::Tensor& scale);
+
+// zero_point: integer tensor, or floating tensor holding integers, within
+// [quant_min, quant_max]. Returned as contiguous float32 (exact: |zp| < 2^24
+// is checked). Value checks as for checked_scale.
+at::Tensor checked_zero_point(const char* op, const at::Tensor& zero_point, int64_t quant_min,
+                              int64_t quant_max);
+
+kernels::Fp8Format parse_fp8_format(std::string_view fmt);
+
+}  // namespace torchqat

@@ -1,0 +1,13 @@
+"""torchqat: quantization-aware training for PyTorch, with its numerics in C++.
+
+Importing the package registers the ``torch.ops.torchqat`` operators.
+"""
+
+import torch  # noqa: F401  (loads LibTorch before torchqat's native libraries)
+
+from . import _C
+from ._fake_quant import fake_quantize, fake_quantize_fp8, quant_range
+
+__version__ = _C.__version__
+
+__all__ = ["fake_quantize", "fake_quantize_fp8", "quant_range", "__version__"]
