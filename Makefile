@@ -31,8 +31,9 @@ test-python: build
 	$(PY) -m pytest tests/python
 
 bench: build
-	$(BUILD_DIR)/benchmarks/bench_kernels --benchmark_min_time=0.2s
-	$(PY) benchmarks/fake_quant_vs_torch.py
+	$(BUILD_DIR)/benchmarks/bench_kernels --benchmark_min_time=0.2
+	$(PY) benchmarks/fake_quant_vs_torch.py --allocator default
+	$(PY) benchmarks/fake_quant_vs_torch.py --allocator reuse
 
 build: $(STAMPS)/build
 
