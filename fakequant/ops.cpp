@@ -41,4 +41,28 @@ at::Tensor ste_backward(const at::Tensor& grad, const at::Tensor& mask) {
   return op.call(grad, mask);
 }
 
+at::Tensor lsq_fake_quantize_forward(const at::Tensor& x, const at::Tensor& scale,
+                                     const at::Tensor& zero_point, int64_t quant_min,
+                                     int64_t quant_max, std::optional<int64_t> axis,
+                                     std::optional<int64_t> group_size) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+                        std::optional<int64_t>, std::optional<int64_t>)>(
+          "torchqat::lsq_fake_quantize_forward");
+  return op.call(x, scale, zero_point, quant_min, quant_max, axis, group_size);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lsq_fake_quantize_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& scale,
+    const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
+    std::optional<double> grad_factor, std::optional<int64_t> axis,
+    std::optional<int64_t> group_size) {
+  static const auto op =
+      handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+          const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
+          int64_t, std::optional<double>, std::optional<int64_t>, std::optional<int64_t>)>(
+          "torchqat::lsq_fake_quantize_backward");
+  return op.call(grad, x, scale, zero_point, quant_min, quant_max, grad_factor, axis, group_size);
+}
+
 }  // namespace torchqat::ops

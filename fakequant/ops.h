@@ -23,4 +23,15 @@ std::tuple<at::Tensor, at::Tensor> fake_quantize_fp8_forward(const at::Tensor& x
 
 at::Tensor ste_backward(const at::Tensor& grad, const at::Tensor& mask);
 
+at::Tensor lsq_fake_quantize_forward(const at::Tensor& x, const at::Tensor& scale,
+                                     const at::Tensor& zero_point, int64_t quant_min,
+                                     int64_t quant_max, std::optional<int64_t> axis,
+                                     std::optional<int64_t> group_size);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lsq_fake_quantize_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& scale,
+    const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
+    std::optional<double> grad_factor, std::optional<int64_t> axis,
+    std::optional<int64_t> group_size);
+
 }  // namespace torchqat::ops

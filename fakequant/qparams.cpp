@@ -100,11 +100,17 @@ at::Tensor checked_scale(const char* op, const at::Tensor& scale) {
               ": scale must be a floating-point tensor, got ", scale.scalar_type());
   at::Tensor s = scale.detach().to(at::kFloat).contiguous();
   if (s.is_cpu()) {
+    // Name the smallest offending value (NaN first): the one a diverging run reached.
     const float* p = s.const_data_ptr<float>();
+    int64_t worst = -1, offending = 0;
     for (const auto i : c10::irange(s.numel())) {
-      TORCH_CHECK(std::isfinite(p[i]) && p[i] > 0.0f, op,
-                  ": scale must be finite and > 0, got ", p[i], " at index ", i);
+      if (std::isfinite(p[i]) && p[i] > 0.0f) continue;
+      ++offending;
+      if (worst < 0 || std::isnan(p[i]) || (!std::isnan(p[worst]) && p[i] < p[worst])) worst = i;
     }
+    TORCH_CHECK(offending == 0, op, ": scale must be finite and > 0, got ", p[worst],
+                " at index ", worst, offending > 1 ? " (the smallest of " : "",
+                offending > 1 ? std::to_string(offending) + " offending values)" : "");
   } else {
     assert_on_device(at::logical_and(s.isfinite(), s.gt(0)),
                      "torchqat: scale must be finite and > 0");
@@ -134,6 +140,38 @@ at::Tensor checked_zero_point(const char* op, const at::Tensor& zero_point, int6
                      "torchqat: zero_point must hold integers in [quant_min, quant_max]");
   }
   return z.to(at::kFloat);
+}
+
+at::Tensor rounded_zero_point(const char* op, const at::Tensor& zero_point, int64_t quant_min,
+                              int64_t quant_max) {
+  const auto t = zero_point.scalar_type();
+  TORCH_CHECK(t != at::kBool && !at::isComplexType(t), op,
+              ": zero_point must be a real or integer tensor, got ", t);
+  at::Tensor z = zero_point.detach().to(at::kFloat);
+  if (z.is_cpu()) {
+    const at::Tensor zc = z.contiguous();
+    const float* p = zc.const_data_ptr<float>();
+    for (const auto i : c10::irange(zc.numel())) {
+      TORCH_CHECK(std::isfinite(p[i]), op, ": zero_point must be finite, got ", p[i],
+                  " at index ", i);
+    }
+  } else {
+    assert_on_device(z.isfinite(), "torchqat: zero_point must be finite");
+  }
+  return z.round().clamp(double(quant_min), double(quant_max)).contiguous();
+}
+
+double resolve_grad_factor(const char* op, std::optional<double> grad_factor, int64_t numel,
+                           int64_t num_scales, int64_t quant_min, int64_t quant_max) {
+  if (grad_factor.has_value()) {
+    TORCH_CHECK(std::isfinite(*grad_factor) && *grad_factor > 0.0, op,
+                ": grad_factor must be finite and > 0, got ", *grad_factor);
+    return *grad_factor;
+  }
+  const int64_t per_scale = numel / std::max<int64_t>(num_scales, 1);
+  const int64_t positive_max = quant_max > 0 ? quant_max : -quant_min;
+  if (per_scale == 0) return 1.0;  // empty x: every sum is zero anyway
+  return 1.0 / std::sqrt(double(per_scale) * double(positive_max));
 }
 
 kernels::Fp8Format parse_fp8_format(std::string_view fmt) {

@@ -40,6 +40,17 @@ at::Tensor checked_scale(const char* op, const at::Tensor& scale);
 at::Tensor checked_zero_point(const char* op, const at::Tensor& zero_point, int64_t quant_min,
                               int64_t quant_max);
 
+// LSQ's zero point: any real or integer tensor, rounded half to even and
+// clamped to [quant_min, quant_max] (as ATen's learnable ops); must be finite.
+// Returned as contiguous float32 on its device.
+at::Tensor rounded_zero_point(const char* op, const at::Tensor& zero_point, int64_t quant_min,
+                              int64_t quant_max);
+
+// grad_factor as given (finite, > 0) or LSQ's default 1 / sqrt(n * Q_P), with
+// n the elements per scale and Q_P = quant_max (-quant_min if quant_max <= 0).
+double resolve_grad_factor(const char* op, std::optional<double> grad_factor, int64_t numel,
+                           int64_t num_scales, int64_t quant_min, int64_t quant_max);
+
 kernels::Fp8Format parse_fp8_format(std::string_view fmt);
 
 }  // namespace torchqat

@@ -25,4 +25,25 @@ TORCH_LIBRARY(torchqat, m) {
       "int? group_size=None) -> (Tensor output, Tensor mask)",
       tags);
   m.def("ste_backward(Tensor grad, Tensor mask) -> Tensor", tags);
+
+  // Learned step size (LSQ / LSQ+): differentiable in x, scale and zero_point.
+  m.def(
+      "lsq_fake_quantize(Tensor x, Tensor scale, Tensor zero_point, int quant_min, "
+      "int quant_max, float? grad_factor=None, int? axis=None, int? group_size=None) -> Tensor",
+      tags);
+  m.def(
+      "lsq_fake_quantize_forward(Tensor x, Tensor scale, Tensor zero_point, int quant_min, "
+      "int quant_max, int? axis=None, int? group_size=None) -> Tensor",
+      tags);
+  m.def(
+      "lsq_fake_quantize_backward(Tensor grad, Tensor x, Tensor scale, Tensor zero_point, "
+      "int quant_min, int quant_max, float? grad_factor=None, int? axis=None, "
+      "int? group_size=None) -> (Tensor grad_x, Tensor grad_scale, Tensor grad_zero_point)",
+      tags);
+
+  // Scale and zero point from observed ranges (elementwise over min_val / max_val).
+  m.def(
+      "choose_qparams(Tensor min_val, Tensor max_val, int quant_min, int quant_max, "
+      "bool symmetric) -> (Tensor scale, Tensor zero_point)",
+      tags);
 }

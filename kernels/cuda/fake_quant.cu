@@ -65,7 +65,7 @@ __global__ void fake_quant_kernel(Quant quant, const typename E::T* __restrict__
         ++offset;
       }
     }
-    mask[b] = bits;
+    if (mask) mask[b] = bits;
   }
 }
 

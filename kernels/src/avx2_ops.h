@@ -25,6 +25,17 @@ struct Avx2Ops {
   static M ge(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
   static M le(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
   static M both(M a, M b) { return _mm256_and_ps(a, b); }
+  static M either(M a, M b) { return _mm256_or_ps(a, b); }
+  static M lt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static M gt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+  static F select(M m, F a, F b) { return _mm256_blendv_ps(b, a, m); }
+  static float sum(F v) {  // fixed order: lanes 0..7 added pairwise
+    const __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    __m128 s = _mm_add_ps(lo, hi);
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
   // maxps/minps return their second operand when either is NaN.
   static F max_keep_nan(F v, F lo) { return _mm256_max_ps(lo, v); }
   static F min_keep_nan(F v, F hi) { return _mm256_min_ps(hi, v); }

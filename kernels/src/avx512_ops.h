@@ -26,6 +26,11 @@ struct Avx512Ops {
   static M ge(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
   static M le(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
   static M both(M a, M b) { return M(a & b); }
+  static M either(M a, M b) { return M(a | b); }
+  static M lt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static M gt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static F select(M m, F a, F b) { return _mm512_mask_blend_ps(m, b, a); }
+  static float sum(F v) { return _mm512_reduce_add_ps(v); }
   // vmaxps/vminps return their second operand when either is NaN.
   static F max_keep_nan(F v, F lo) { return _mm512_max_ps(lo, v); }
   static F min_keep_nan(F v, F hi) { return _mm512_min_ps(hi, v); }

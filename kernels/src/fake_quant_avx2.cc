@@ -4,6 +4,7 @@
 
 #include "avx2_ops.h"
 #include "fake_quant_walk.h"
+#include "lsq_walk.h"
 #include "variants.h"
 
 namespace torchqat::kernels {
@@ -44,7 +45,7 @@ void masked_grad_avx2(size_t elem_size, const void* grad_out, const uint8_t* mas
 
 FakeQuantKernels avx2_fake_quant_kernels() {
   return {Isa::kAvx2, &affine_fake_quant_range<Avx2Ops>, &fp8_fake_quant_range<Avx2Ops>,
-          &masked_grad_avx2};
+          &masked_grad_avx2, &lsq_backward_range<Avx2Ops>, &lsq_backward_channels<Avx2Ops>};
 }
 
 }  // namespace torchqat::kernels

@@ -7,6 +7,7 @@
 
 #include "avx512_ops.h"
 #include "fake_quant_walk.h"
+#include "lsq_walk.h"
 #include "variants.h"
 
 namespace torchqat::kernels {
@@ -41,7 +42,7 @@ void masked_grad_avx512(size_t elem_size, const void* grad_out, const uint8_t* m
 
 FakeQuantKernels avx512_fake_quant_kernels() {
   return {Isa::kAvx512, &affine_fake_quant_range<Avx512Ops>, &fp8_fake_quant_range<Avx512Ops>,
-          &masked_grad_avx512};
+          &masked_grad_avx512, &lsq_backward_range<Avx512Ops>, &lsq_backward_channels<Avx512Ops>};
 }
 
 }  // namespace torchqat::kernels

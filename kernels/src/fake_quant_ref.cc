@@ -54,10 +54,59 @@ void masked_grad_reference(size_t elem_size, const void* grad_out, const uint8_t
   }
 }
 
+// LSQ backward, one element at a time, each term added to the double sums.
+template <class E>
+void lsq_one(const AffineArgs& args, const void* x, const void* g, void* gx, LsqSums sums,
+             int64_t i) {
+  const int64_t c = (i / args.layout.inner) % args.layout.channels;
+  const auto p = make_affine_params<ScalarOps>(args.scale[c], args.zero_point[c], args.quant_min,
+                                               args.quant_max);
+  const auto t = lsq_backward_terms<ScalarOps>(E::load(static_cast<const typename E::T*>(x)[i]),
+                                               E::load(static_cast<const typename E::T*>(g)[i]), p);
+  static_cast<typename E::T*>(gx)[i] = E::store(t.grad_x);
+  sums.scale_sum[c] += double(t.scale_term);
+  sums.outside_sum[c] += double(t.outside_grad);
+}
+
+template <class Body>
+void for_dtype(DType dtype, const Body& body) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return body(F32{});
+    case DType::kFloat16:
+      return body(F16{});
+    case DType::kBFloat16:
+      return body(BF16{});
+  }
+}
+
+void lsq_range_reference(const AffineArgs& args, DType dtype, const void* x, const void* g,
+                         void* gx, LsqSums sums, int64_t begin, int64_t end) {
+  for_dtype(dtype, [&](auto e) {
+    for (int64_t i = begin; i < end; ++i) lsq_one<decltype(e)>(args, x, g, gx, sums, i);
+  });
+}
+
+void lsq_channels_reference(const AffineArgs& args, DType dtype, const void* x, const void* g,
+                            void* gx, LsqSums sums, int64_t outer, int64_t c_begin,
+                            int64_t c_end) {
+  const auto& L = args.layout;
+  for_dtype(dtype, [&](auto e) {
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t c = c_begin; c < c_end; ++c) {
+        for (int64_t k = 0; k < L.inner; ++k) {
+          lsq_one<decltype(e)>(args, x, g, gx, sums, (o * L.channels + c) * L.inner + k);
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 
 FakeQuantKernels scalar_fake_quant_kernels() {
-  return {Isa::kScalar, &affine_reference, &fp8_reference, &masked_grad_reference};
+  return {Isa::kScalar,         &affine_reference,   &fp8_reference, &masked_grad_reference,
+          &lsq_range_reference, &lsq_channels_reference};
 }
 
 }  // namespace torchqat::kernels

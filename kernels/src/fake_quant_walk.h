@@ -68,7 +68,7 @@ inline void quantize_one(const Quant& quant, const P& params, const typename E::
   bool in_range;
   const float out = quant.template apply<ScalarOps>(E::load(x[i]), params, &in_range);
   y[i] = E::store(out);
-  set_mask_bit(mask, i, in_range);
+  if (mask) set_mask_bit(mask, i, in_range);
 }
 
 // inner == 1 with several channels: every element has its own parameters,
@@ -83,7 +83,7 @@ void walk_per_element(const Quant& quant, const typename E::T* x, typename E::T*
       typename V::M in_range;
       V::store(E{}, y + i,
                quant.template apply<V>(V::load(E{}, x + i), quant.lanes(c), &in_range));
-      V::store_mask(mask + i / 8, in_range);
+      if (mask) V::store_mask(mask + i / 8, in_range);
       i += W;
       c += W;
     } else {
@@ -116,7 +116,7 @@ void walk_runs(const Quant& quant, const typename E::T* x, typename E::T* y, uin
       for (; i + W <= run_end; i += W) {
         typename V::M in_range;
         V::store(E{}, y + i, quant.template apply<V>(V::load(E{}, x + i), params, &in_range));
-        V::store_mask(mask + i / 8, in_range);
+        if (mask) V::store_mask(mask + i / 8, in_range);
       }
     }
     for (; i < run_end; ++i) quantize_one<E>(quant, scalar_params, x, y, mask, i);

@@ -7,7 +7,16 @@ import torch  # noqa: F401  (loads LibTorch before torchqat's native libraries)
 
 from . import _C
 from ._fake_quant import fake_quantize, fake_quantize_fp8, quant_range
+from ._lsq import lsq_fake_quantize, lsq_init_scale, qparams_from_range
 
 __version__ = _C.__version__
 
-__all__ = ["fake_quantize", "fake_quantize_fp8", "quant_range", "__version__"]
+__all__ = [
+    "fake_quantize",
+    "fake_quantize_fp8",
+    "lsq_fake_quantize",
+    "lsq_init_scale",
+    "qparams_from_range",
+    "quant_range",
+    "__version__",
+]

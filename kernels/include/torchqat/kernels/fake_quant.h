@@ -53,7 +53,7 @@ struct Fp8Args {
 inline int64_t mask_bytes(int64_t numel) { return (numel + 7) / 8; }
 
 // y[i] = fake_quant(x[i]) and mask bit i, for flat i in [begin, end).
-// x and y have dtype `dtype`; y may alias x.
+// x and y have dtype `dtype`; y may alias x; mask may be null (no STE mask).
 using AffineFakeQuantFn = void (*)(const AffineArgs& args, DType dtype, const void* x, void* y,
                                    uint8_t* mask, int64_t begin, int64_t end);
 using Fp8FakeQuantFn = void (*)(const Fp8Args& args, DType dtype, const void* x, void* y,
@@ -63,6 +63,26 @@ using Fp8FakeQuantFn = void (*)(const Fp8Args& args, DType dtype, const void* x,
 // range do not leak through.
 using MaskedGradFn = void (*)(size_t elem_size, const void* grad_out, const uint8_t* mask,
                               void* grad_in, int64_t begin, int64_t end);
+
+// LSQ / LSQ+ backward (see quant_math.h). zero_point holds the rounded,
+// clamped zero points the forward used. Per channel c, the kernels add to
+// scale_sum[c] the sum of grad * dy/dscale and to outside_sum[c] the sum of
+// grad over clamped elements, accumulated in double (float lanes are flushed
+// into it at fixed points, so the sums are the same whatever the threading).
+struct LsqSums {
+  double* scale_sum;    // [channels]
+  double* outside_sum;  // [channels]
+};
+
+// grad_x and the sums for flat i in [begin, end); grad and grad_x have x's dtype.
+using LsqBackwardRangeFn = void (*)(const AffineArgs& args, DType dtype, const void* x,
+                                    const void* grad, void* grad_x, LsqSums sums, int64_t begin,
+                                    int64_t end);
+// grad_x and the sums for every element of channels [c_begin, c_end), over all
+// `outer` = numel / (channels * inner) slices; each channel's sum is complete.
+using LsqBackwardChannelsFn = void (*)(const AffineArgs& args, DType dtype, const void* x,
+                                       const void* grad, void* grad_x, LsqSums sums,
+                                       int64_t outer, int64_t c_begin, int64_t c_end);
 
 enum class Isa : uint8_t { kScalar, kAvx2, kAvx512 };
 
@@ -74,6 +94,8 @@ struct FakeQuantKernels {
   AffineFakeQuantFn affine;
   Fp8FakeQuantFn fp8;
   MaskedGradFn masked_grad;
+  LsqBackwardRangeFn lsq_backward_range;
+  LsqBackwardChannelsFn lsq_backward_channels;
 };
 
 // Every variant compiled into this build, scalar reference first. Tests and

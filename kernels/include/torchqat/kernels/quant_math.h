@@ -59,6 +59,10 @@ struct ScalarOps {
   static TORCHQAT_HD M ge(F a, F b) { return a >= b; }  // false on NaN
   static TORCHQAT_HD M le(F a, F b) { return a <= b; }  // false on NaN
   static TORCHQAT_HD M both(M a, M b) { return a && b; }
+  static TORCHQAT_HD M either(M a, M b) { return a || b; }
+  static TORCHQAT_HD M lt(F a, F b) { return a < b; }
+  static TORCHQAT_HD M gt(F a, F b) { return a > b; }
+  static TORCHQAT_HD F select(M m, F a, F b) { return m ? a : b; }  // a where m, else b
   // Clamps that let NaN through (std::fmax/fmin would swallow it).
   static TORCHQAT_HD F max_keep_nan(F v, F lo) { return v < lo ? lo : v; }
   static TORCHQAT_HD F min_keep_nan(F v, F hi) { return v > hi ? hi : v; }
@@ -130,6 +134,79 @@ TORCHQAT_HD typename V::F affine_fake_quant(typename V::F x, const AffineParams<
   *in_range = V::both(V::ge(q, p.qmin), V::le(q, p.qmax));
   const auto clamped = V::min_keep_nan(V::max_keep_nan(q, p.qmin), p.qmax);
   return V::mul(V::sub(clamped, p.zero_point), p.scale);
+}
+
+// ---------------------------------------------------------------------------
+// Learned step size: LSQ (Esser et al. 2019) and LSQ+ (Bhalgat et al. 2020).
+//
+// With v = x / scale (as x * (1/scale)), r = round(v), q = r + zero_point and
+// the forward y = (clamp(q, qmin, qmax) - zero_point) * scale:
+//   dy/dx          = 1 inside [qmin, qmax], 0 outside          (STE)
+//   dy/dscale      = r - v inside, qmin - zp below, qmax - zp above
+//   dy/dzero_point = 0 inside, -scale outside
+// Per element this gives d_x, grad * dy/dscale and grad where clamped; the
+// kernels sum the last two per scale (the zero-point sum times -scale), then
+// apply grad_factor once. A NaN x contributes nothing.
+
+template <class V>
+struct LsqTerms {
+  typename V::F grad_x;       // grad inside, 0 outside
+  typename V::F scale_term;   // grad * dy/dscale
+  typename V::F outside_grad; // grad where clamped, else 0
+};
+
+template <class V>
+TORCHQAT_HD LsqTerms<V> lsq_backward_terms(typename V::F x, typename V::F grad,
+                                           const AffineParams<V>& p) {
+  const auto v = V::mul(x, p.inv_scale);
+  const auto r = V::round_even(v);
+  const auto q = V::add(r, p.zero_point);
+  const auto below = V::lt(q, p.qmin);
+  const auto above = V::gt(q, p.qmax);
+  const auto inside = V::both(V::ge(q, p.qmin), V::le(q, p.qmax));
+  const auto zero = V::set1(0.0f);
+  const auto clamp_term = V::select(below, V::sub(p.qmin, p.zero_point),
+                                    V::select(above, V::sub(p.qmax, p.zero_point), zero));
+  const auto term = V::select(inside, V::sub(r, v), clamp_term);
+  // Selected, never multiplied by a 0/1 mask: a NaN grad stays where it belongs.
+  const auto grad_x = V::select(inside, grad, zero);
+  const auto outside_grad = V::select(V::either(below, above), grad, zero);
+  return {grad_x, V::mul(V::add(grad_x, outside_grad), term), outside_grad};
+}
+
+// ---------------------------------------------------------------------------
+// Scale and zero point from an observed range [min_val, max_val], widened
+// to hold zero so that zero is exactly representable; torch.ao's formulas:
+//   symmetric: scale = max(-min, max) / ((qmax - qmin) / 2), zero_point 0 for
+//              signed ranges, (qmin + qmax + 1) / 2 for unsigned ones;
+//   affine:    scale = (max - min) / (qmax - qmin),
+//              zero_point = clamp(qmin - round(min / scale), qmin, qmax);
+// scale is at least float32's eps (an all-zero range gives scale = eps).
+
+struct QParams {
+  float scale;
+  int32_t zero_point;
+};
+
+TORCHQAT_HD QParams choose_qparams(float min_val, float max_val, int64_t qmin, int64_t qmax,
+                                   bool symmetric) {
+  constexpr float kEps = 1.1920928955078125e-07f;  // torch.finfo(torch.float32).eps
+  const float lo = min_val < 0.0f ? min_val : 0.0f;
+  const float hi = max_val > 0.0f ? max_val : 0.0f;
+  float scale;
+  int64_t zp;
+  if (symmetric) {
+    const float amax = -lo > hi ? -lo : hi;
+    scale = amax / (float(qmax - qmin) / 2.0f);
+    scale = scale > kEps ? scale : kEps;
+    zp = qmin < 0 ? 0 : (qmin + qmax + 1) / 2;
+  } else {
+    scale = (hi - lo) / float(qmax - qmin);
+    scale = scale > kEps ? scale : kEps;
+    zp = qmin - int64_t(ScalarOps::round_even(lo / scale));
+  }
+  zp = zp < qmin ? qmin : (zp > qmax ? qmax : zp);
+  return {scale, int32_t(zp)};
 }
 
 // ---------------------------------------------------------------------------

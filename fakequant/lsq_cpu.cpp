@@ -1,0 +1,95 @@
+// CPU kernels of the LSQ ops. The backward is one fused pass over x and grad
+// that writes grad_x and sums the scale and zero-point gradients per scale
+// inside the kernel: no full-size temporary besides grad_x. The sums are the
+// same for any thread count: with many scales each is summed whole by one
+// task; with few, fixed 64K-element tiles are summed and then added in order.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "fakequant/lsq_prepare.h"
+#include "fakequant/qparams.h"
+
+namespace torchqat {
+namespace {
+
+constexpr const char* kOp = "lsq_fake_quantize";
+constexpr int64_t kTileElements = int64_t{1} << 16;
+constexpr int64_t kChannelSplitMin = 16;  // from this many scales on, split by scale
+
+at::Tensor lsq_forward_cpu(const at::Tensor& x, const at::Tensor& scale,
+                           const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
+                           std::optional<int64_t> axis, std::optional<int64_t> group_size) {
+  const auto o = prepare_lsq(kOp, x, scale, zero_point, quant_min, quant_max, axis, group_size);
+  at::Tensor y = at::empty_like(o.x, at::MemoryFormat::Contiguous);
+  const auto kernel = kernels::fake_quant_kernels().affine;
+  at::parallel_for(0, kernels::mask_bytes(o.numel), kTileElements / 8, [&](int64_t b, int64_t e) {
+    kernel(o.args, o.dtype, o.x.const_data_ptr(), y.mutable_data_ptr(), nullptr, b * 8,
+           std::min(e * 8, o.numel));
+  });
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lsq_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& scale,
+    const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
+    std::optional<double> grad_factor, std::optional<int64_t> axis,
+    std::optional<int64_t> group_size) {
+  const auto o = prepare_lsq(kOp, x, scale, zero_point, quant_min, quant_max, axis, group_size);
+  check_lsq_grad(kOp, grad, x);
+  const double factor =
+      resolve_grad_factor(kOp, grad_factor, o.numel, scale.numel(), quant_min, quant_max);
+  const at::Tensor g = grad.contiguous();
+  at::Tensor grad_x = at::empty_like(o.x, at::MemoryFormat::Contiguous);
+  const int64_t channels = o.args.layout.channels;
+  auto opts = x.options().dtype(at::kDouble);
+  at::Tensor scale_sum = at::zeros({channels}, opts), outside_sum = at::zeros({channels}, opts);
+  const auto& k = kernels::fake_quant_kernels();
+  const void* xp = o.x.const_data_ptr();
+  const void* gp = g.const_data_ptr();
+  void* gxp = grad_x.mutable_data_ptr();
+
+  if (o.numel == 0) {
+    // nothing to sum
+  } else if (channels >= kChannelSplitMin) {
+    const int64_t per_channel = o.numel / channels;
+    const int64_t grain = std::max<int64_t>(1, kTileElements / per_channel);
+    const kernels::LsqSums sums{scale_sum.mutable_data_ptr<double>(),
+                                outside_sum.mutable_data_ptr<double>()};
+    at::parallel_for(0, channels, grain, [&](int64_t cb, int64_t ce) {
+      k.lsq_backward_channels(o.args, o.dtype, xp, gp, gxp, sums, o.outer, cb, ce);
+    });
+  } else {
+    const int64_t tiles = (o.numel + kTileElements - 1) / kTileElements;
+    std::vector<double> partial(size_t(tiles * 2 * channels), 0.0);
+    at::parallel_for(0, tiles, 1, [&](int64_t tb, int64_t te) {
+      for (int64_t t = tb; t < te; ++t) {
+        double* p = partial.data() + t * 2 * channels;
+        k.lsq_backward_range(o.args, o.dtype, xp, gp, gxp, {p, p + channels}, t * kTileElements,
+                             std::min((t + 1) * kTileElements, o.numel));
+      }
+    });
+    double* ss = scale_sum.mutable_data_ptr<double>();
+    double* os = outside_sum.mutable_data_ptr<double>();
+    for (int64_t t = 0; t < tiles; ++t) {
+      const double* p = partial.data() + t * 2 * channels;
+      for (int64_t c = 0; c < channels; ++c) {
+        ss[c] += p[c];
+        os[c] += p[channels + c];
+      }
+    }
+  }
+  auto [d_scale, d_zero_point] =
+      lsq_param_grads(scale_sum, outside_sum, o, scale, zero_point, factor);
+  return {grad_x, d_scale, d_zero_point};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(torchqat, CPU, m) {
+  m.impl("lsq_fake_quantize_forward", &lsq_forward_cpu);
+  m.impl("lsq_fake_quantize_backward", &lsq_backward_cpu);
+}
+
+}  // namespace torchqat
