@@ -34,6 +34,8 @@ bench: build
 	$(BUILD_DIR)/benchmarks/bench_kernels --benchmark_min_time=0.2
 	$(PY) benchmarks/fake_quant_vs_torch.py --allocator default
 	$(PY) benchmarks/fake_quant_vs_torch.py --allocator reuse
+	$(PY) benchmarks/lsq_vs_torch.py --allocator default
+	$(PY) benchmarks/lsq_vs_torch.py --allocator reuse
 
 build: $(STAMPS)/build
 

@@ -20,40 +20,14 @@ Writes results/bench_fake_quant_<allocator>.json and prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import sys
-from pathlib import Path
 
 import torch
-import torch.utils.benchmark as tb
 
 import torchqat
+from bench_util import copy_bandwidth, machine, median_seconds, print_table, reexec_with_reusing_malloc, write_json
 
 BYTES_PER_ELEMENT = 4 + 4 + 1 / 8 + 4 + 1 / 8 + 4
 SIZES = {"1M": 1 << 20, "16M": 1 << 24}
-REUSE_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
-
-
-def reexec_with_reusing_malloc() -> None:
-    """glibc reads these variables at start-up, so the process starts again."""
-    if all(os.environ.get(k) == v for k, v in REUSE_ENV.items()):
-        return
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **REUSE_ENV})
-
-
-def median_seconds(fn, threads: int, min_run_time: float) -> float:
-    timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
-    return timer.blocked_autorange(min_run_time=min_run_time).median
-
-
-def copy_bandwidth(n: int, threads: int, min_run_time: float) -> float:
-    src, dst = torch.randn(n), torch.empty(n)
-    seconds = median_seconds(lambda: dst.copy_(src), threads, min_run_time)
-    return 8 * n / seconds  # read + write
-
-
 def saved_bytes(fn, x) -> int:
     """Bytes autograd keeps for the backward pass of fn(x)."""
     total = 0
@@ -131,20 +105,15 @@ def main() -> None:
                       f"torch {r['torch_ms']:8.2f} ms  x{r['speedup_vs_torch']:.2f}  "
                       f"{r['torchqat_GBps']:.1f} GB/s = {100 * r['fraction_of_copy_bw']:.0f}% of copy", flush=True)
 
-    print("\n| threads | size | granularity | torchqat ms | torch ms | speed-up | torchqat GB/s | copy GB/s | % of copy | saved state torchqat / torch |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['threads']} | {r['size']} | {r['granularity']} | {r['torchqat_ms']:.2f} | {r['torch_ms']:.2f} | "
-              f"{r['speedup_vs_torch']:.2f}x | {r['torchqat_GBps']:.1f} | {r['copy_GBps']:.1f} | "
-              f"{100 * r['fraction_of_copy_bw']:.0f}% | {r['saved_bytes_torchqat'] / r['saved_bytes_torch']:.3f} |")
-
-    out = Path(args.out or f"results/bench_fake_quant_{args.allocator}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "isa": torchqat._C.active_isa(), "torch": torch.__version__, "allocator": args.allocator,
-            "bytes_per_element_counted": BYTES_PER_ELEMENT}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"\nwrote {out}")
+    print_table(rows, [
+        ("threads", "threads", "d"), ("size", "size", "s"), ("granularity", "granularity", "s"),
+        ("torchqat ms", "torchqat_ms", ".2f"), ("torch ms", "torch_ms", ".2f"),
+        ("speed-up", "speedup_vs_torch", ".2f"), ("torchqat GB/s", "torchqat_GBps", ".1f"),
+        ("copy GB/s", "copy_GBps", ".1f"), ("fraction of copy", "fraction_of_copy_bw", ".2f"),
+        ("saved bytes torchqat", "saved_bytes_torchqat", "d"), ("saved bytes torch", "saved_bytes_torch", "d"),
+    ])
+    meta = {**machine(), "allocator": args.allocator, "bytes_per_element_counted": BYTES_PER_ELEMENT}
+    write_json(args.out or f"results/bench_fake_quant_{args.allocator}.json", {"meta": meta, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -232,6 +232,85 @@ TEST_P(FakeQuantVariant, MaskedGradMatchesReference) {
   }
 }
 
+// Sums of many terms: equal to the double reference up to float32 lane accumulation.
+void expect_sums_close(const std::vector<double>& want, const std::vector<double>& got,
+                       double magnitude, const std::string& what) {
+  for (size_t c = 0; c < want.size(); ++c) {
+    ASSERT_NEAR(want[c], got[c], 1e-6 * magnitude + 1e-9) << what << ": channel " << c;
+  }
+}
+
+TEST_P(FakeQuantVariant, LsqBackwardMatchesReference) {
+  std::mt19937 rng(77);
+  for (int64_t n : kSizes) {
+    for (const auto& c : layouts_for(n)) {
+      if (n > 1000 && c.layout.channels > 64 && c.layout.inner < 8) continue;
+      const int64_t channels = c.layout.channels;
+      std::vector<float> scale(static_cast<size_t>(channels)), zp(static_cast<size_t>(channels));
+      for (auto& s : scale) s = std::ldexp(1.0f, int(rng() % 6) - 6) * ((rng() & 1) ? 1.0f : 1.37f);
+      for (auto& z : zp) z = float(int(rng() % 7) - 3);
+      const k::AffineArgs args{scale.data(), zp.data(), -8.0f, 7.0f, c.layout};
+      const int64_t outer = n / (channels * c.layout.inner);
+      for (auto dtype : {k::DType::kFloat32, k::DType::kFloat16, k::DType::kBFloat16}) {
+        Buffer x(dtype, n), g(dtype, n), want(dtype, n), got(dtype, n), got2(dtype, n);
+        const auto values = test_values(n, scale[0], zp[0], -8.0f, 7.0f, rng);
+        std::normal_distribution<float> normal;
+        double magnitude = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          x.set(i, values[size_t(i)]);
+          const float gi = normal(rng);
+          g.set(i, gi);
+          magnitude += std::fabs(gi) * 16.0;
+        }
+        const auto zeros = [&] { return std::vector<double>(size_t(channels), 0.0); };
+        auto ws = zeros(), wo = zeros(), rs = zeros(), ro = zeros(), cs = zeros(), co = zeros();
+        reference().lsq_backward_range(args, dtype, x.bytes.data(), g.bytes.data(),
+                                       want.bytes.data(), {ws.data(), wo.data()}, 0, n);
+        // Range form, split as the CPU op splits into tiles.
+        run_split(n, int64_t(rng() % uint32_t(n + 1)), [&](int64_t b, int64_t e) {
+          GetParam().lsq_backward_range(args, dtype, x.bytes.data(), g.bytes.data(),
+                                        got.bytes.data(), {rs.data(), ro.data()}, b, e);
+        });
+        // Channel form, channels split in two.
+        const int64_t mid = channels / 2;
+        for (auto [cb, ce] : {std::pair{int64_t{0}, mid}, std::pair{mid, channels}}) {
+          GetParam().lsq_backward_channels(args, dtype, x.bytes.data(), g.bytes.data(),
+                                           got2.bytes.data(), {cs.data(), co.data()}, outer, cb, ce);
+        }
+        const std::string what = "lsq n=" + std::to_string(n) + " channels=" +
+                                 std::to_string(channels) + " inner=" + std::to_string(c.layout.inner);
+        std::vector<uint8_t> no_mask;
+        expect_same(want, got, no_mask, no_mask, what + " (range)");
+        expect_same(want, got2, no_mask, no_mask, what + " (channels)");
+        expect_sums_close(ws, rs, magnitude, what + " scale sum (range)");
+        expect_sums_close(wo, ro, magnitude, what + " outside sum (range)");
+        expect_sums_close(ws, cs, magnitude, what + " scale sum (channels)");
+        expect_sums_close(wo, co, magnitude, what + " outside sum (channels)");
+      }
+    }
+  }
+}
+
+TEST(LsqReference, TermsFollowTheWrittenOutFormulas) {
+  // scale 0.5, zero point 2, range [-8, 7]: q = round(2x) + 2.
+  const auto p = k::make_affine_params<k::ScalarOps>(0.5f, 2.0f, -8.0f, 7.0f);
+  const auto inside = k::lsq_backward_terms<k::ScalarOps>(1.3f, 2.0f, p);  // v = 2.6, r = 3, q = 5
+  EXPECT_EQ(inside.grad_x, 2.0f);
+  EXPECT_FLOAT_EQ(inside.scale_term, 2.0f * (3.0f - 2.6f));
+  EXPECT_EQ(inside.outside_grad, 0.0f);
+  const auto above = k::lsq_backward_terms<k::ScalarOps>(3.0f, 2.0f, p);  // q = 8 > 7
+  EXPECT_EQ(above.grad_x, 0.0f);
+  EXPECT_EQ(above.scale_term, 2.0f * (7.0f - 2.0f));
+  EXPECT_EQ(above.outside_grad, 2.0f);
+  const auto below = k::lsq_backward_terms<k::ScalarOps>(-6.0f, -1.0f, p);  // q = -10 < -8
+  EXPECT_EQ(below.scale_term, -1.0f * (-8.0f - 2.0f));
+  EXPECT_EQ(below.outside_grad, -1.0f);
+  const auto nan = k::lsq_backward_terms<k::ScalarOps>(NAN, 1.0f, p);
+  EXPECT_EQ(nan.grad_x, 0.0f);
+  EXPECT_EQ(nan.scale_term, 0.0f);
+  EXPECT_EQ(nan.outside_grad, 0.0f);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllVariants, FakeQuantVariant,
                          ::testing::ValuesIn(k::fake_quant_variants()), variant_name);
 

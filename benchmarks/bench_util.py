@@ -1,0 +1,70 @@
+"""Helpers shared by the Python benchmarks: timing, allocator set-up, peak memory, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+import torch
+import torch.utils.benchmark as tb
+
+import torchqat
+
+REUSE_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+
+
+def median_seconds(fn, threads: int, min_run_time: float) -> float:
+    timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def copy_bandwidth(n: int, threads: int, min_run_time: float) -> float:
+    """Bytes per second of dst.copy_(src) over n float32 elements (read + write)."""
+    src, dst = torch.randn(n), torch.empty(n)
+    return 8 * n / median_seconds(lambda: dst.copy_(src), threads, min_run_time)
+
+
+def reexec_with_reusing_malloc() -> None:
+    """Start the process again with glibc keeping freed memory (read at start-up)."""
+    if all(os.environ.get(k) == v for k, v in REUSE_ENV.items()):
+        return
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **REUSE_ENV})
+
+
+def _status_kib(field: str) -> int:
+    text = Path("/proc/self/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1))
+
+
+def peak_extra_bytes(fn) -> int:
+    """Peak resident memory fn() adds above what is resident before it (Linux:
+    resets the high-water mark through /proc/self/clear_refs). Meaningful under
+    glibc's default allocator, which returns large blocks to the system."""
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
+    fn()
+    return (_status_kib("VmHWM") - before) * 1024
+
+
+def machine() -> dict:
+    return {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "isa": torchqat._C.active_isa(), "torch": torch.__version__}
+
+
+def write_json(path: str, payload: dict) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"\nwrote {out}")
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """Markdown table: columns are (header, key, format)."""
+    print("\n| " + " | ".join(h for h, _, _ in columns) + " |")
+    print("|" + "---|" * len(columns))
+    for r in rows:
+        print("| " + " | ".join(format(r[k], f) for _, k, f in columns) + " |")
