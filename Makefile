@@ -32,10 +32,8 @@ test-python: build
 
 bench: build
 	$(BUILD_DIR)/benchmarks/bench_kernels --benchmark_min_time=0.2
-	$(PY) benchmarks/fake_quant_vs_torch.py --allocator default
-	$(PY) benchmarks/fake_quant_vs_torch.py --allocator reuse
-	$(PY) benchmarks/lsq_vs_torch.py --allocator default
-	$(PY) benchmarks/lsq_vs_torch.py --allocator reuse
+	for a in default thp reuse; do $(PY) benchmarks/fake_quant_vs_torch.py --allocator $$a; done
+	for a in default thp reuse; do $(PY) benchmarks/lsq_vs_torch.py --allocator $$a; done
 
 build: $(STAMPS)/build
 

@@ -14,7 +14,16 @@ import torch.utils.benchmark as tb
 
 import torchqat
 
-REUSE_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+# How fresh large tensors get their memory, chosen with --allocator:
+#   default: glibc as it comes: blocks over 32 MB are mmap'ed anew, the kernel
+#            zeroes every 4 KB page on first touch;
+#   thp:     PyTorch's own THP_MEM_ALLOC_ENABLE=1: large blocks get 2 MB pages;
+#   reuse:   glibc keeps freed memory (as jemalloc or tcmalloc would).
+ALLOCATORS = {
+    "default": {},
+    "thp": {"THP_MEM_ALLOC_ENABLE": "1"},
+    "reuse": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)},
+}
 
 
 def median_seconds(fn, threads: int, min_run_time: float) -> float:
@@ -28,11 +37,12 @@ def copy_bandwidth(n: int, threads: int, min_run_time: float) -> float:
     return 8 * n / median_seconds(lambda: dst.copy_(src), threads, min_run_time)
 
 
-def reexec_with_reusing_malloc() -> None:
-    """Start the process again with glibc keeping freed memory (read at start-up)."""
-    if all(os.environ.get(k) == v for k, v in REUSE_ENV.items()):
+def use_allocator(name: str) -> None:
+    """Start the process again with the allocator's environment (read at start-up)."""
+    env = ALLOCATORS[name]
+    if all(os.environ.get(k) == v for k, v in env.items()):
         return
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **REUSE_ENV})
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **env})
 
 
 def _status_kib(field: str) -> int:

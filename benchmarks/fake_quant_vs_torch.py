@@ -5,7 +5,7 @@ Bytes that fake quantization must move per float32 element, forward and
 backward together: read x, write y, write the 1-bit mask (4 + 4 + 1/8), then
 read grad_y, read the mask, write grad_x (4 + 1/8 + 4): 16.25 bytes.
 
-    python benchmarks/fake_quant_vs_torch.py [--sizes 1M 16M] [--threads 1 2] [--allocator reuse]
+    python benchmarks/fake_quant_vs_torch.py [--sizes 1M 16M] [--threads 1 2] [--allocator default|thp|reuse]
 
 Every op that returns a fresh 64 MB tensor pays for new pages under glibc's
 default malloc (blocks over 32 MB are always mmap'ed and the kernel zeroes each
@@ -24,7 +24,7 @@ import argparse
 import torch
 
 import torchqat
-from bench_util import copy_bandwidth, machine, median_seconds, print_table, reexec_with_reusing_malloc, write_json
+from bench_util import ALLOCATORS, copy_bandwidth, machine, median_seconds, print_table, use_allocator, write_json
 
 BYTES_PER_ELEMENT = 4 + 4 + 1 / 8 + 4 + 1 / 8 + 4
 SIZES = {"1M": 1 << 20, "16M": 1 << 24}
@@ -73,11 +73,10 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per measurement")
-    parser.add_argument("--allocator", choices=["default", "reuse"], default="default")
+    parser.add_argument("--allocator", choices=list(ALLOCATORS), default="default", help="see bench_util.ALLOCATORS")
     parser.add_argument("--out", default=None, help="default: results/bench_fake_quant_<allocator>.json")
     args = parser.parse_args()
-    if args.allocator == "reuse":
-        reexec_with_reusing_malloc()
+    use_allocator(args.allocator)
     print(f"allocator: {args.allocator}, kernels: {torchqat._C.active_isa()}")
 
     rows = []

@@ -3,7 +3,7 @@ fake-quant ops (torch._fake_quantize_learnable_per_tensor_affine /
 _per_channel_affine), side by side in one run, with the peak memory each
 adds while running.
 
-    python benchmarks/lsq_vs_torch.py [--sizes 1M 16M] [--threads 1 2] [--allocator reuse]
+    python benchmarks/lsq_vs_torch.py [--sizes 1M 16M] [--threads 1 2] [--allocator default|thp|reuse]
 
 Timing takes the median of repeated runs. "Peak extra" is the resident
 memory a fwd+bwd adds on top of its inputs (x, grad, parameters), measured
@@ -20,7 +20,7 @@ import argparse
 import torch
 
 import torchqat
-from bench_util import machine, median_seconds, peak_extra_bytes, print_table, reexec_with_reusing_malloc, write_json
+from bench_util import ALLOCATORS, machine, median_seconds, peak_extra_bytes, print_table, use_allocator, write_json
 
 SIZES = {"1M": 1 << 20, "16M": 1 << 24}
 QMIN, QMAX = -128, 127
@@ -51,11 +51,10 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per measurement")
-    parser.add_argument("--allocator", choices=["default", "reuse"], default="default")
+    parser.add_argument("--allocator", choices=list(ALLOCATORS), default="default", help="see bench_util.ALLOCATORS")
     parser.add_argument("--out", default=None, help="default: results/bench_lsq_<allocator>.json")
     args = parser.parse_args()
-    if args.allocator == "reuse":
-        reexec_with_reusing_malloc()
+    use_allocator(args.allocator)
     print(f"allocator: {args.allocator}, kernels: {torchqat._C.active_isa()}")
 
     rows = []
@@ -75,8 +74,8 @@ def main() -> None:
                     "threads": threads, "size": size_name, "granularity": granularity,
                     "torchqat_ms": t_ours * 1e3, "torch_ms": t_torch * 1e3, "speedup_vs_torch": t_torch / t_ours,
                     # The high-water mark only sees temporaries when freed memory goes back to the system.
-                    "peak_extra_MB_torchqat": peak_extra_bytes(run_ours) / 2**20 if args.allocator == "default" else float("nan"),
-                    "peak_extra_MB_torch": peak_extra_bytes(run_torch) / 2**20 if args.allocator == "default" else float("nan"),
+                    "peak_extra_MB_torchqat": peak_extra_bytes(run_ours) / 2**20 if args.allocator != "reuse" else float("nan"),
+                    "peak_extra_MB_torch": peak_extra_bytes(run_torch) / 2**20 if args.allocator != "reuse" else float("nan"),
                     "minimum_MB": 8 * n / 2**20,
                 }
                 rows.append(row)

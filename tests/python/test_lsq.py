@@ -2,6 +2,7 @@
 gradient formulas, finite differences, determinism, tracing, convergence."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -142,7 +143,9 @@ def test_finite_differences_where_lsq_is_the_true_derivative():
     scale = torch.tensor([0.2], requires_grad=True)
     zp = torch.tensor([1.3])
     fn = lambda s: torchqat.lsq_fake_quantize(x, s, zp, -3, 3, 1.0)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (scale,), eps=1e-3, atol=2e-3, rtol=1e-3)
+    with warnings.catch_warnings():  # float32 on purpose: the kernels compute in float32
+        warnings.filterwarnings("ignore", "Input #0 requires gradient and is not a double")
+        assert torch.autograd.gradcheck(fn, (scale,), eps=1e-3, atol=2e-3, rtol=1e-3)
 
 
 @pytest.mark.parametrize("shape,axis", [((3_000_001,), None), ((256, 4096), 0), ((64, 8, 2048), 1)])
@@ -247,7 +250,8 @@ def test_learned_scale_converges_to_the_mse_optimal_scale():
         loss.backward()
         opt.step()
     learned_mse = ((torchqat.fake_quantize(x, scale.detach(), zp, qmin, qmax) - x) ** 2).mean()
-    assert abs(float(scale) - best) / best < 0.05, (float(scale), best)
+    learned = float(scale.detach())
+    assert abs(learned - best) / best < 0.05, (learned, best)
     assert learned_mse <= mse.min() * 1.02
 
 
