@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -24,6 +25,24 @@ ALLOCATORS = {
     "thp": {"THP_MEM_ALLOC_ENABLE": "1"},
     "reuse": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)},
 }
+
+
+SIZES = {"1M": 1 << 20, "16M": 1 << 24}
+
+
+def parse_args(doc: str, name: str) -> argparse.Namespace:
+    """The options every comparison script takes; switches to the chosen allocator."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per measurement")
+    parser.add_argument("--allocator", choices=list(ALLOCATORS), default="default", help="see bench_util.ALLOCATORS")
+    parser.add_argument("--out", default=None, help=f"default: results/bench_{name}_<allocator>.json")
+    args = parser.parse_args()
+    use_allocator(args.allocator)
+    args.out = args.out or f"results/bench_{name}_{args.allocator}.json"
+    print(f"allocator: {args.allocator}, kernels: {torchqat._C.active_isa()}")
+    return args
 
 
 def median_seconds(fn, threads: int, min_run_time: float) -> float:

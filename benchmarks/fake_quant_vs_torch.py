@@ -19,15 +19,12 @@ Writes results/bench_fake_quant_<allocator>.json and prints a markdown table.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 import torchqat
-from bench_util import ALLOCATORS, copy_bandwidth, machine, median_seconds, print_table, use_allocator, write_json
+from bench_util import SIZES, copy_bandwidth, machine, median_seconds, print_table, write_json, parse_args
 
 BYTES_PER_ELEMENT = 4 + 4 + 1 / 8 + 4 + 1 / 8 + 4
-SIZES = {"1M": 1 << 20, "16M": 1 << 24}
 def saved_bytes(fn, x) -> int:
     """Bytes autograd keeps for the backward pass of fn(x)."""
     total = 0
@@ -69,15 +66,7 @@ def fwd_bwd(fn, x, grad):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
-    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per measurement")
-    parser.add_argument("--allocator", choices=list(ALLOCATORS), default="default", help="see bench_util.ALLOCATORS")
-    parser.add_argument("--out", default=None, help="default: results/bench_fake_quant_<allocator>.json")
-    args = parser.parse_args()
-    use_allocator(args.allocator)
-    print(f"allocator: {args.allocator}, kernels: {torchqat._C.active_isa()}")
+    args = parse_args(__doc__, "fake_quant")
 
     rows = []
     for threads in args.threads:
@@ -112,7 +101,7 @@ def main() -> None:
         ("saved bytes torchqat", "saved_bytes_torchqat", "d"), ("saved bytes torch", "saved_bytes_torch", "d"),
     ])
     meta = {**machine(), "allocator": args.allocator, "bytes_per_element_counted": BYTES_PER_ELEMENT}
-    write_json(args.out or f"results/bench_fake_quant_{args.allocator}.json", {"meta": meta, "rows": rows})
+    write_json(args.out, {"meta": meta, "rows": rows})
 
 
 if __name__ == "__main__":

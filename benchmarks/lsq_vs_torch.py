@@ -15,14 +15,11 @@ Writes results/bench_lsq_<allocator>.json and prints a markdown table.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 import torchqat
-from bench_util import ALLOCATORS, machine, median_seconds, peak_extra_bytes, print_table, use_allocator, write_json
+from bench_util import SIZES, machine, median_seconds, peak_extra_bytes, print_table, write_json, parse_args
 
-SIZES = {"1M": 1 << 20, "16M": 1 << 24}
 QMIN, QMAX = -128, 127
 
 
@@ -47,15 +44,7 @@ def fwd_bwd(fn, x, scale, zp, grad):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
-    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per measurement")
-    parser.add_argument("--allocator", choices=list(ALLOCATORS), default="default", help="see bench_util.ALLOCATORS")
-    parser.add_argument("--out", default=None, help="default: results/bench_lsq_<allocator>.json")
-    args = parser.parse_args()
-    use_allocator(args.allocator)
-    print(f"allocator: {args.allocator}, kernels: {torchqat._C.active_isa()}")
+    args = parse_args(__doc__, "lsq")
 
     rows = []
     for threads in args.threads:
@@ -89,7 +78,7 @@ def main() -> None:
         ("speed-up", "speedup_vs_torch", ".2f"), ("peak extra MB torchqat", "peak_extra_MB_torchqat", ".0f"),
         ("peak extra MB torch", "peak_extra_MB_torch", ".0f"), ("y + grad_x MB", "minimum_MB", ".0f"),
     ])
-    write_json(args.out or f"results/bench_lsq_{args.allocator}.json",
+    write_json(args.out,
                {"meta": {**machine(), "allocator": args.allocator}, "rows": rows})
 
 

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "fakequant/lsq_prepare.h"
-#include "fakequant/qparams.h"
 
 namespace torchqat {
 namespace {
@@ -36,19 +35,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lsq_backward_cpu(
     const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
     std::optional<double> grad_factor, std::optional<int64_t> axis,
     std::optional<int64_t> group_size) {
-  const auto o = prepare_lsq(kOp, x, scale, zero_point, quant_min, quant_max, axis, group_size);
-  check_lsq_grad(kOp, grad, x);
-  const double factor =
-      resolve_grad_factor(kOp, grad_factor, o.numel, scale.numel(), quant_min, quant_max);
-  const at::Tensor g = grad.contiguous();
-  at::Tensor grad_x = at::empty_like(o.x, at::MemoryFormat::Contiguous);
+  const auto call = prepare_lsq_backward(kOp, grad, x, scale, zero_point, quant_min, quant_max,
+                                         grad_factor, axis, group_size);
+  const auto& o = call.operands;
   const int64_t channels = o.args.layout.channels;
   auto opts = x.options().dtype(at::kDouble);
   at::Tensor scale_sum = at::zeros({channels}, opts), outside_sum = at::zeros({channels}, opts);
   const auto& k = kernels::fake_quant_kernels();
   const void* xp = o.x.const_data_ptr();
-  const void* gp = g.const_data_ptr();
-  void* gxp = grad_x.mutable_data_ptr();
+  const void* gp = call.grad.const_data_ptr();
+  void* gxp = call.grad_x.mutable_data_ptr();
 
   if (o.numel == 0) {
     // nothing to sum
@@ -80,9 +76,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lsq_backward_cpu(
       }
     }
   }
-  auto [d_scale, d_zero_point] =
-      lsq_param_grads(scale_sum, outside_sum, o, scale, zero_point, factor);
-  return {grad_x, d_scale, d_zero_point};
+  return call.finish(scale_sum, outside_sum, scale, zero_point);
 }
 
 }  // namespace

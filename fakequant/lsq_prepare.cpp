@@ -7,12 +7,8 @@ namespace torchqat {
 LsqOperands prepare_lsq(const char* op, const at::Tensor& x, const at::Tensor& scale,
                         const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
                         std::optional<int64_t> axis, std::optional<int64_t> group_size) {
-  check_input_dtype(op, x);
-  check_quant_range(op, quant_min, quant_max);
-  check_same_device(op, x, "x", scale, "scale");
-  check_same_device(op, x, "x", zero_point, "zero_point");
-  const auto layout = resolve_layout(op, "scale", x, scale, axis, group_size);
-  resolve_layout(op, "zero_point", x, zero_point, axis, group_size);
+  const auto layout =
+      check_affine_operands(op, x, scale, zero_point, quant_min, quant_max, axis, group_size);
 
   LsqOperands o;
   o.scale = checked_scale(op, scale);
@@ -26,26 +22,35 @@ LsqOperands prepare_lsq(const char* op, const at::Tensor& x, const at::Tensor& s
   return o;
 }
 
-void check_lsq_grad(const char* op, const at::Tensor& grad, const at::Tensor& x) {
+LsqBackwardCall prepare_lsq_backward(const char* op, const at::Tensor& grad, const at::Tensor& x,
+                                     const at::Tensor& scale, const at::Tensor& zero_point,
+                                     int64_t quant_min, int64_t quant_max,
+                                     std::optional<double> grad_factor,
+                                     std::optional<int64_t> axis,
+                                     std::optional<int64_t> group_size) {
+  LsqBackwardCall call;
+  call.operands = prepare_lsq(op, x, scale, zero_point, quant_min, quant_max, axis, group_size);
   check_same_device(op, x, "x", grad, "grad");
   TORCH_CHECK(grad.sizes() == x.sizes() && grad.scalar_type() == x.scalar_type(), op,
               ": grad must have x's shape and dtype (", x.sizes(), ", ", x.scalar_type(),
               "), got ", grad.sizes(), ", ", grad.scalar_type());
+  call.grad_factor = resolve_grad_factor(op, grad_factor, call.operands.numel, scale.numel(),
+                                         quant_min, quant_max);
+  call.grad = grad.contiguous();
+  call.grad_x = at::empty_like(call.operands.x, at::MemoryFormat::Contiguous);
+  return call;
 }
 
-std::tuple<at::Tensor, at::Tensor> lsq_param_grads(const at::Tensor& scale_sum,
-                                                   const at::Tensor& outside_sum,
-                                                   const LsqOperands& operands,
-                                                   const at::Tensor& scale,
-                                                   const at::Tensor& zero_point,
-                                                   double grad_factor) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> LsqBackwardCall::finish(
+    const at::Tensor& scale_sum, const at::Tensor& outside_sum, const at::Tensor& scale,
+    const at::Tensor& zero_point) const {
   const auto scale_double = operands.scale.to(at::kDouble).reshape(-1);
   at::Tensor d_scale = (scale_sum * grad_factor).to(scale.scalar_type()).reshape(scale.sizes());
   const auto zp_type = at::isFloatingType(zero_point.scalar_type()) ? zero_point.scalar_type()
                                                                     : at::kFloat;
   at::Tensor d_zero_point =
       (outside_sum * scale_double * -grad_factor).to(zp_type).reshape(zero_point.sizes());
-  return {d_scale, d_zero_point};
+  return {grad_x, d_scale, d_zero_point};
 }
 
 }  // namespace torchqat

@@ -25,12 +25,8 @@ at::Tensor mask_like(const at::Tensor& x) {
 AffineCall prepare_affine(const at::Tensor& x, const at::Tensor& scale,
                           const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
                           std::optional<int64_t> axis, std::optional<int64_t> group_size) {
-  check_input_dtype(kAffineOp, x);
-  check_quant_range(kAffineOp, quant_min, quant_max);
-  check_same_device(kAffineOp, x, "x", scale, "scale");
-  check_same_device(kAffineOp, x, "x", zero_point, "zero_point");
-  const auto layout = resolve_layout(kAffineOp, "scale", x, scale, axis, group_size);
-  resolve_layout(kAffineOp, "zero_point", x, zero_point, axis, group_size);
+  const auto layout = check_affine_operands(kAffineOp, x, scale, zero_point, quant_min, quant_max,
+                                            axis, group_size);
 
   AffineCall call;
   call.scale = checked_scale(kAffineOp, scale);

@@ -95,6 +95,20 @@ kernels::ChannelLayout resolve_layout(const char* op, const char* param_name,
   return {1, std::max<int64_t>(numel, 1)};
 }
 
+kernels::ChannelLayout check_affine_operands(const char* op, const at::Tensor& x,
+                                             const at::Tensor& scale,
+                                             const at::Tensor& zero_point, int64_t quant_min,
+                                             int64_t quant_max, std::optional<int64_t> axis,
+                                             std::optional<int64_t> group_size) {
+  check_input_dtype(op, x);
+  check_quant_range(op, quant_min, quant_max);
+  check_same_device(op, x, "x", scale, "scale");
+  check_same_device(op, x, "x", zero_point, "zero_point");
+  const auto layout = resolve_layout(op, "scale", x, scale, axis, group_size);
+  resolve_layout(op, "zero_point", x, zero_point, axis, group_size);
+  return layout;
+}
+
 at::Tensor checked_scale(const char* op, const at::Tensor& scale) {
   TORCH_CHECK(at::isFloatingType(scale.scalar_type()), op,
               ": scale must be a floating-point tensor, got ", scale.scalar_type());

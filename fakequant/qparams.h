@@ -25,6 +25,14 @@ kernels::ChannelLayout resolve_layout(const char* op, const char* param_name,
                                       std::optional<int64_t> axis,
                                       std::optional<int64_t> group_size);
 
+// Every check an affine op (fake_quantize, lsq_fake_quantize) makes of its
+// operands' types, devices and shapes; returns x's flat layout.
+kernels::ChannelLayout check_affine_operands(const char* op, const at::Tensor& x,
+                                             const at::Tensor& scale,
+                                             const at::Tensor& zero_point, int64_t quant_min,
+                                             int64_t quant_max, std::optional<int64_t> axis,
+                                             std::optional<int64_t> group_size);
+
 void check_same_device(const char* op, const at::Tensor& x, const char* x_name,
                        const at::Tensor& other, const char* other_name);
 
