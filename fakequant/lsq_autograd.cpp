@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "fakequant/ops.h"
+#include "fakequant/qparams.h"
 
 namespace torchqat {
 namespace {
@@ -18,6 +19,7 @@ class LsqFakeQuantizeFunction : public torch::autograd::Function<LsqFakeQuantize
                             const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
                             std::optional<double> grad_factor, std::optional<int64_t> axis,
                             std::optional<int64_t> group_size) {
+    check_grad_factor("lsq_fake_quantize", grad_factor);
     at::AutoDispatchBelowADInplaceOrView guard;
     ctx->save_for_backward({x, scale, zero_point});
     ctx->saved_data["quant_min"] = quant_min;
@@ -50,8 +52,9 @@ at::Tensor lsq_autograd(const at::Tensor& x, const at::Tensor& scale,
 }
 
 at::Tensor lsq_no_grad(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
-                       int64_t quant_min, int64_t quant_max, std::optional<double> /*grad_factor*/,
+                       int64_t quant_min, int64_t quant_max, std::optional<double> grad_factor,
                        std::optional<int64_t> axis, std::optional<int64_t> group_size) {
+  check_grad_factor("lsq_fake_quantize", grad_factor);
   return ops::lsq_fake_quantize_forward(x, scale, zero_point, quant_min, quant_max, axis,
                                         group_size);
 }

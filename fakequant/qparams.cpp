@@ -175,13 +175,15 @@ at::Tensor rounded_zero_point(const char* op, const at::Tensor& zero_point, int6
   return z.round().clamp(double(quant_min), double(quant_max)).contiguous();
 }
 
+void check_grad_factor(const char* op, std::optional<double> grad_factor) {
+  TORCH_CHECK(!grad_factor.has_value() || (std::isfinite(*grad_factor) && *grad_factor > 0.0), op,
+              ": grad_factor must be finite and > 0, got ", grad_factor.value_or(0.0));
+}
+
 double resolve_grad_factor(const char* op, std::optional<double> grad_factor, int64_t numel,
                            int64_t num_scales, int64_t quant_min, int64_t quant_max) {
-  if (grad_factor.has_value()) {
-    TORCH_CHECK(std::isfinite(*grad_factor) && *grad_factor > 0.0, op,
-                ": grad_factor must be finite and > 0, got ", *grad_factor);
-    return *grad_factor;
-  }
+  check_grad_factor(op, grad_factor);
+  if (grad_factor.has_value()) return *grad_factor;
   const int64_t per_scale = numel / std::max<int64_t>(num_scales, 1);
   const int64_t positive_max = quant_max > 0 ? quant_max : -quant_min;
   if (per_scale == 0) return 1.0;  // empty x: every sum is zero anyway

@@ -54,6 +54,10 @@ at::Tensor checked_zero_point(const char* op, const at::Tensor& zero_point, int6
 at::Tensor rounded_zero_point(const char* op, const at::Tensor& zero_point, int64_t quant_min,
                               int64_t quant_max);
 
+// A given grad_factor must be finite and > 0 (checked when the op is called,
+// not only when its backward runs).
+void check_grad_factor(const char* op, std::optional<double> grad_factor);
+
 // grad_factor as given (finite, > 0) or LSQ's default 1 / sqrt(n * Q_P), with
 // n the elements per scale and Q_P = quant_max (-quant_min if quant_max <= 0).
 double resolve_grad_factor(const char* op, std::optional<double> grad_factor, int64_t numel,

@@ -73,3 +73,36 @@ def test_quant_range_helper():
 def test_set_isa_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown ISA 'sse9'"):
         torchqat._C.set_isa("sse9")
+
+
+def lsq(x=X, scale=S, zp=torch.tensor([0.0]), qmin=-8, qmax=7, grad_factor=None, **kw):
+    return torchqat.lsq_fake_quantize(x, scale, zp, qmin, qmax, grad_factor, **kw)
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: lsq(scale=torch.tensor([0.1, -0.2, 0.0, -3.0]), zp=torch.zeros(4), axis=0),
+         r"scale must be finite and > 0, got -3 at index 3 \(the smallest of 3 offending values\)"),
+        (lambda: lsq(scale=torch.tensor([0.1, float("nan"), -1.0, 0.2]), zp=torch.zeros(4), axis=0),
+         r"got nan at index 1 \(the smallest of 2 offending values\)"),
+        (lambda: lsq(scale=torch.tensor([2], dtype=torch.int64)), r"scale must be a floating-point tensor, got Long"),
+        (lambda: lsq(grad_factor=0.0), r"grad_factor must be finite and > 0, got 0"),
+        (lambda: lsq(grad_factor=float("inf")), r"grad_factor must be finite and > 0, got inf"),
+        (lambda: lsq(zp=torch.tensor([float("nan")])), r"zero_point must be finite, got nan at index 0"),
+        (lambda: lsq(zp=torch.tensor([True])), r"zero_point must be a real or integer tensor, got Bool"),
+        (lambda: lsq(qmin=3, qmax=3), r"quant_min \(3\) must be less than quant_max \(3\)"),
+        (lambda: lsq(x=X.long()), r"x must be a float32, float16 or bfloat16 tensor, got Long"),
+        (lambda: lsq(scale=torch.ones(6), zp=torch.zeros(6), axis=0), r"per-channel scale must be 1-D of length x.size\(0\) = 4"),
+        (lambda: lsq(scale=torch.ones(4, 1), zp=torch.zeros(4, 1), group_size=4), r"group_size \(4\) must divide the last dimension"),
+        (lambda: lsq(scale=torch.tensor([0.1], device="meta")), r"scale is on meta but x is on cpu"),
+        (lambda: torch.ops.torchqat.lsq_fake_quantize_backward(torch.randn(3), X, S, torch.zeros(1), -8, 7, None, None, None),
+         r"grad must have x's shape and dtype"),
+        (lambda: torchqat.qparams_from_range(torch.tensor([float("inf")]), torch.tensor([float("-inf")]), 0, 255),
+         r"the range at index 0 is \[inf, -inf\]; it must be finite with min_val <= max_val \(has the observer seen data\?\)"),
+        (lambda: torchqat.qparams_from_range(torch.zeros(2), torch.zeros(3), 0, 255), r"must have the same shape"),
+    ],
+)
+def test_lsq_bad_input_raises_a_clear_error(call, message):
+    with pytest.raises(RuntimeError, match=message):
+        call()
