@@ -56,10 +56,8 @@ void check_same_device(const char* op, const at::Tensor& x, const char* x_name,
               " but ", x_name, " is on ", x.device(), "; both must be on the same device");
 }
 
-kernels::ChannelLayout resolve_layout(const char* op, const char* param_name,
-                                      const at::Tensor& x, const at::Tensor& param,
-                                      std::optional<int64_t> axis,
-                                      std::optional<int64_t> group_size) {
+Granularity resolve_granularity(const char* op, const at::Tensor& x,
+                                std::optional<int64_t> axis, std::optional<int64_t> group_size) {
   const int64_t numel = x.numel();
   TORCH_CHECK(!(axis.has_value() && group_size.has_value()), op,
               ": give axis (per-channel) or group_size (per-group), not both");
@@ -69,12 +67,12 @@ kernels::ChannelLayout resolve_layout(const char* op, const char* param_name,
     TORCH_CHECK(*axis >= -dim && *axis < dim, op, ": axis (", *axis, ") is out of range for x with ",
                 dim, " dimensions; allowed: [", -dim, ", ", dim - 1, "]");
     const int64_t a = *axis < 0 ? *axis + dim : *axis;
-    TORCH_CHECK(param.dim() == 1 && param.size(0) == x.size(a), op, ": per-channel ",
-                param_name, " must be 1-D of length x.size(", a, ") = ", x.size(a), ", got shape ",
-                param.sizes());
     int64_t inner = 1;
     for (int64_t d = a + 1; d < dim; ++d) inner *= x.size(d);
-    return {std::max<int64_t>(x.size(a), 1), std::max<int64_t>(inner, 1)};
+    return {Granularity::kPerChannel,
+            {std::max<int64_t>(x.size(a), 1), std::max<int64_t>(inner, 1)},
+            {x.size(a)},
+            a};
   }
   if (group_size.has_value()) {
     const int64_t g = *group_size;
@@ -83,16 +81,35 @@ kernels::ChannelLayout resolve_layout(const char* op, const char* param_name,
     const int64_t last = x.size(-1);
     TORCH_CHECK(last % g == 0, op, ": group_size (", g, ") must divide the last dimension of x (",
                 last, ")");
-    const auto expected = expected_group_shape(x, g);
-    TORCH_CHECK(param.sizes().vec() == expected, op, ": per-group ", param_name,
-                " must have shape x.shape[:-1] + (x.shape[-1] // group_size,) = ",
-                at::IntArrayRef(expected), ", got ", param.sizes());
-    return {std::max<int64_t>(numel / g, 1), g};
+    return {Granularity::kPerGroup, {std::max<int64_t>(numel / g, 1), g},
+            expected_group_shape(x, g), -1};
   }
-  TORCH_CHECK(param.numel() == 1, op, ": per-tensor ", param_name,
-              " must have exactly one element, got shape ", param.sizes(),
-              " (pass axis= for per-channel or group_size= for per-group)");
-  return {1, std::max<int64_t>(numel, 1)};
+  return {Granularity::kPerTensor, {1, std::max<int64_t>(numel, 1)}, {}, -1};
+}
+
+kernels::ChannelLayout resolve_layout(const char* op, const char* param_name,
+                                      const at::Tensor& x, const at::Tensor& param,
+                                      std::optional<int64_t> axis,
+                                      std::optional<int64_t> group_size) {
+  const auto g = resolve_granularity(op, x, axis, group_size);
+  switch (g.kind) {
+    case Granularity::kPerChannel:
+      TORCH_CHECK(param.dim() == 1 && param.size(0) == g.param_shape[0], op, ": per-channel ",
+                  param_name, " must be 1-D of length x.size(", g.axis, ") = ", g.param_shape[0],
+                  ", got shape ", param.sizes());
+      break;
+    case Granularity::kPerGroup:
+      TORCH_CHECK(param.sizes().vec() == g.param_shape, op, ": per-group ", param_name,
+                  " must have shape x.shape[:-1] + (x.shape[-1] // group_size,) = ",
+                  at::IntArrayRef(g.param_shape), ", got ", param.sizes());
+      break;
+    case Granularity::kPerTensor:
+      TORCH_CHECK(param.numel() == 1, op, ": per-tensor ", param_name,
+                  " must have exactly one element, got shape ", param.sizes(),
+                  " (pass axis= for per-channel or group_size= for per-group)");
+      break;
+  }
+  return g.layout;
 }
 
 kernels::ChannelLayout check_affine_operands(const char* op, const at::Tensor& x,

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "torchqat/kernels/fake_quant.h"
 
@@ -17,6 +18,19 @@ kernels::DType kernel_dtype(const at::Tensor& x);
 
 // quant_min < quant_max, both inside int32.
 void check_quant_range(const char* op, int64_t quant_min, int64_t quant_max);
+
+// The granularity that axis / group_size select for x: x's flat layout and the
+// shape of one statistic (scale, min, ...) per channel or group; per-tensor
+// statistics are 0-d.
+struct Granularity {
+  enum Kind { kPerTensor, kPerChannel, kPerGroup } kind;
+  kernels::ChannelLayout layout;
+  std::vector<int64_t> param_shape;
+  int64_t axis;  // normalised, per-channel only
+};
+
+Granularity resolve_granularity(const char* op, const at::Tensor& x, std::optional<int64_t> axis,
+                                std::optional<int64_t> group_size);
 
 // Checks that `param` (scale or zero_point) is shaped for the granularity
 // selected by axis / group_size and returns the flat layout of x.

@@ -30,6 +30,9 @@ struct Avx512Ops {
   static M lt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
   static M gt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
   static F select(M m, F a, F b) { return _mm512_mask_blend_ps(m, b, a); }
+  static int64_t count(M m) { return __builtin_popcount(unsigned(m)); }
+  static float min_lane(F v) { return _mm512_reduce_min_ps(v); }
+  static float max_lane(F v) { return _mm512_reduce_max_ps(v); }
   static float sum(F v) { return _mm512_reduce_add_ps(v); }
   // vmaxps/vminps return their second operand when either is NaN.
   static F max_keep_nan(F v, F lo) { return _mm512_max_ps(lo, v); }

@@ -1,13 +1,18 @@
-// The compiled variants of the fake-quant kernels, one function per ISA TU.
-// The dispatcher lists them in fake_quant_variants().
+// The compiled kernel variants, one function per ISA TU; the dispatchers
+// list them in fake_quant_variants() and observer_variants().
 #pragma once
 
 #include "torchqat/kernels/fake_quant.h"
+#include "torchqat/kernels/observe.h"
 
 namespace torchqat::kernels {
 
 FakeQuantKernels scalar_fake_quant_kernels();
 FakeQuantKernels avx2_fake_quant_kernels();
 FakeQuantKernels avx512_fake_quant_kernels();
+
+ObserverKernels scalar_observer_kernels();
+ObserverKernels avx2_observer_kernels();
+ObserverKernels avx512_observer_kernels();
 
 }  // namespace torchqat::kernels
