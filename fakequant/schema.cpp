@@ -41,6 +41,13 @@ TORCH_LIBRARY(torchqat, m) {
       "int? group_size=None) -> (Tensor grad_x, Tensor grad_scale, Tensor grad_zero_point)",
       tags);
 
+  // Observer statistics: per-granularity min / max of the finite values of x and
+  // the count of non-finite ones (min = +inf, max = -inf where nothing was finite).
+  m.def(
+      "observe_minmax(Tensor x, int? axis=None, int? group_size=None) -> (Tensor min, "
+      "Tensor max, Tensor nonfinite)",
+      tags);
+
   // Scale and zero point from observed ranges (elementwise over min_val / max_val).
   m.def(
       "choose_qparams(Tensor min_val, Tensor max_val, int quant_min, int quant_max, "

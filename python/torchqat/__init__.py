@@ -5,7 +5,7 @@ Importing the package registers the ``torch.ops.torchqat`` operators.
 
 import torch  # noqa: F401  (loads LibTorch before torchqat's native libraries)
 
-from . import _C
+from . import _C, observers
 from ._fake_quant import fake_quantize, fake_quantize_fp8, quant_range
 from ._lsq import lsq_fake_quantize, lsq_init_scale, qparams_from_range
 
@@ -16,6 +16,7 @@ __all__ = [
     "fake_quantize_fp8",
     "lsq_fake_quantize",
     "lsq_init_scale",
+    "observers",
     "qparams_from_range",
     "quant_range",
     "__version__",

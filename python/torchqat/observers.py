@@ -1,0 +1,152 @@
+"""Observers: running statistics of a tensor from which quantization parameters
+are chosen. The statistics are computed by ``torch.ops.torchqat.observe_minmax``
+(C++); the state lives in buffers, so ``state_dict`` saves and restores it.
+
+Every observer takes ``bits``, ``signed``, ``symmetric``, ``narrow_range`` and a
+granularity: per tensor (default), per channel (``ch_axis``) or per group along
+the last dimension (``group_size``). ``calculate_qparams()`` returns
+``(scale, zero_point)`` ready for :func:`torchqat.fake_quantize` /
+:func:`torchqat.lsq_fake_quantize`; the range always contains zero.
+
+Non-finite values (NaN, +-Inf) never enter the statistics: they are skipped,
+counted in ``num_nonfinite`` and reported by one warning per observer.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ._fake_quant import quant_range
+from ._lsq import qparams_from_range
+
+__all__ = ["MinMaxObserver", "MovingAverageMinMaxObserver"]
+
+
+class _MinMaxBase(nn.Module):
+    def __init__(
+        self,
+        bits: int = 8,
+        signed: bool = True,
+        symmetric: bool = False,
+        narrow_range: bool = False,
+        ch_axis: Optional[int] = None,
+        group_size: Optional[int] = None,
+    ):
+        super().__init__()
+        if ch_axis is not None and group_size is not None:
+            raise ValueError("give ch_axis (per-channel) or group_size (per-group), not both")
+        self.quant_min, self.quant_max = quant_range(bits, signed, narrow_range)
+        self.bits, self.signed, self.symmetric, self.narrow_range = bits, signed, symmetric, narrow_range
+        self.ch_axis, self.group_size = ch_axis, group_size
+        per_tensor = ch_axis is None and group_size is None
+        # Per-tensor statistics are 0-d, like torch.ao's; per-channel / per-group
+        # buffers take their shape at the first observation (or from a state_dict).
+        shape = () if per_tensor else (0,)
+        self.register_buffer("min_val", torch.full(shape, float("inf")))
+        self.register_buffer("max_val", torch.full(shape, float("-inf")))
+        self.register_buffer("num_nonfinite", torch.zeros((), dtype=torch.int64))
+        self._warned_nonfinite = False
+
+    def extra_repr(self) -> str:
+        granularity = (
+            f"ch_axis={self.ch_axis}" if self.ch_axis is not None
+            else f"group_size={self.group_size}" if self.group_size is not None else "per-tensor"
+        )
+        return (f"bits={self.bits}, signed={self.signed}, symmetric={self.symmetric}, "
+                f"narrow_range={self.narrow_range}, {granularity}")
+
+    def _batch_minmax(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        lo, hi, bad = torch.ops.torchqat.observe_minmax(x.detach(), self.ch_axis, self.group_size)
+        return lo, hi, bad
+
+    def _combine(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Folds x into the statistics; returns x unchanged."""
+        if x.numel() == 0:
+            return x
+        lo, hi, bad = self._batch_minmax(x)
+        bad_total = bad.sum()
+        self.num_nonfinite += bad_total.to(self.num_nonfinite.device)
+        if not self._warned_nonfinite and x.device.type == "cpu" and int(bad_total) > 0:
+            self._warned_nonfinite = True
+            warnings.warn(f"{type(self).__name__}: skipped {int(bad_total)} non-finite values "
+                          "(NaN/Inf); they are counted in num_nonfinite and never enter the range")
+        if self.min_val.shape != lo.shape:
+            if self.min_val.numel() != 0:
+                raise ValueError(f"{type(self).__name__}: statistics have shape {tuple(self.min_val.shape)} "
+                                 f"but this input gives {tuple(lo.shape)}")
+            self.min_val = torch.full_like(lo, float("inf"))
+            self.max_val = torch.full_like(hi, float("-inf"))
+        self._combine(lo.to(self.min_val.device), hi.to(self.max_val.device))
+        return x
+
+    def has_observed(self) -> bool:
+        return self.min_val.numel() > 0 and bool((self.min_val <= self.max_val).all())
+
+    def calculate_qparams(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(scale float32, zero_point int32), per tensor shaped (1,), else like the statistics."""
+        if self.min_val.numel() == 0 or not bool(torch.isfinite(self.min_val).all()):
+            raise RuntimeError(f"{type(self).__name__}.calculate_qparams() called before any (finite) "
+                               "observation: run data through the observer first")
+        lo, hi = self.min_val, self.max_val
+        if lo.dim() == 0:
+            lo, hi = lo.reshape(1), hi.reshape(1)
+        return qparams_from_range(lo, hi, self.quant_min, self.quant_max, self.symmetric)
+
+    @torch.no_grad()
+    def sync(self, group=None) -> None:
+        """All-reduce the statistics across the ranks of a torch.distributed
+        process group, so every rank ends with identical qparams (no-op when
+        torch.distributed is not initialised)."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        dist.all_reduce(self.min_val, op=dist.ReduceOp.MIN, group=group)
+        dist.all_reduce(self.max_val, op=dist.ReduceOp.MAX, group=group)
+        dist.all_reduce(self.num_nonfinite, op=dist.ReduceOp.SUM, group=group)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Per-channel statistics are shaped by the data: take the saved shape.
+        for name in ("min_val", "max_val"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None and saved.shape != getattr(self, name).shape:
+                setattr(self, name, torch.empty_like(saved, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class MinMaxObserver(_MinMaxBase):
+    """Running minimum and maximum over every observed batch (as torch.ao's
+    MinMaxObserver / PerChannelMinMaxObserver)."""
+
+    def _combine(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        torch.minimum(self.min_val, lo, out=self.min_val)
+        torch.maximum(self.max_val, hi, out=self.max_val)
+
+
+class MovingAverageMinMaxObserver(_MinMaxBase):
+    """Exponential moving average of each batch's min and max (as torch.ao's
+    MovingAverage(PerChannel)MinMaxObserver): the first batch sets the range,
+    then ``range += averaging_constant * (batch_range - range)``. A channel
+    with no finite value in a batch keeps its range."""
+
+    def __init__(self, averaging_constant: float = 0.01, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < averaging_constant <= 1.0:
+            raise ValueError(f"averaging_constant must be in (0, 1], got {averaging_constant}")
+        self.averaging_constant = averaging_constant
+
+    def _combine(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        seen = lo <= hi  # the batch had finite values for this statistic
+        first = torch.isinf(self.min_val) & seen
+        c = self.averaging_constant
+        new_lo = torch.where(first, lo, self.min_val + c * (lo - self.min_val))
+        new_hi = torch.where(first, hi, self.max_val + c * (hi - self.max_val))
+        self.min_val.copy_(torch.where(seen, new_lo, self.min_val))
+        self.max_val.copy_(torch.where(seen, new_hi, self.max_val))

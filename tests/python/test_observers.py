@@ -1,0 +1,178 @@
+"""Min/max observers: parity with torch.ao, non-finite handling, state, DDP sync."""
+
+import os
+import tempfile
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import torchqat
+from torchqat.observers import MinMaxObserver, MovingAverageMinMaxObserver
+
+ao = pytest.importorskip("torch.ao.quantization.observer")
+
+CONFIGS = [
+    ("affine uint8", dict(bits=8, signed=False), MinMaxObserver,
+     lambda: ao.MinMaxObserver(dtype=torch.quint8)),
+    ("symmetric int8", dict(symmetric=True), MinMaxObserver,
+     lambda: ao.MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)),
+    ("per-channel int8", dict(symmetric=True, ch_axis=0), MinMaxObserver,
+     lambda: ao.PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)),
+    ("moving affine uint8", dict(bits=8, signed=False), MovingAverageMinMaxObserver,
+     lambda: ao.MovingAverageMinMaxObserver(dtype=torch.quint8)),
+    ("moving symmetric int8", dict(symmetric=True), MovingAverageMinMaxObserver,
+     lambda: ao.MovingAverageMinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)),
+    ("moving per-channel int8", dict(symmetric=True, ch_axis=1), MovingAverageMinMaxObserver,
+     lambda: ao.MovingAveragePerChannelMinMaxObserver(ch_axis=1, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)),
+]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("name,kwargs,cls,make_ref", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_qparams_match_torch_ao(isa, seed, name, kwargs, cls, make_ref):
+    gen = torch.Generator().manual_seed(seed)
+    ours, ref = cls(**kwargs), make_ref()
+    for i in range(6):
+        batch = torch.randn(24, 40, generator=gen) * (1 + i) + 0.2 * i
+        ours(batch)
+        ref(batch)
+    scale, zp = ours.calculate_qparams()
+    ref_scale, ref_zp = ref.calculate_qparams()
+    assert torch.equal(scale, ref_scale.float().reshape(scale.shape))
+    assert torch.equal(zp, ref_zp.int().reshape(zp.shape))
+    torch.testing.assert_close(ours.min_val, ref.min_val.reshape(ours.min_val.shape), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape,kw,stat_shape", [
+    ((1000,), {}, ()),
+    ((64, 300), dict(ch_axis=0), (64,)),
+    ((8, 16, 5, 5), dict(ch_axis=1), (16,)),
+    ((12, 256), dict(group_size=32), (12, 8)),
+    ((3_000_001,), {}, ()),
+])
+def test_statistics_match_reductions(isa, shape, kw, stat_shape):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen)
+    obs = MinMaxObserver(**kw)
+    obs(x)
+    assert obs.min_val.shape == stat_shape
+    if "ch_axis" in kw:
+        flat = x.movedim(kw["ch_axis"], 0).reshape(x.shape[kw["ch_axis"]], -1)
+        lo, hi = flat.amin(1), flat.amax(1)
+    elif "group_size" in kw:
+        g = x.reshape(*x.shape[:-1], -1, kw["group_size"])
+        lo, hi = g.amin(-1), g.amax(-1)
+    else:
+        lo, hi = x.min(), x.max()
+    assert torch.equal(obs.min_val, lo) and torch.equal(obs.max_val, hi)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs(isa, dtype):
+    x = torch.randn(50, 70).to(dtype)
+    obs = MinMaxObserver(ch_axis=1)
+    obs(x)
+    assert torch.equal(obs.min_val, x.float().amin(0)) and torch.equal(obs.max_val, x.float().amax(0))
+
+
+def test_nonfinite_values_are_skipped_counted_and_warned_once(isa):
+    x = torch.randn(4, 100)
+    x[0, 3], x[1, 7], x[2, 9] = float("nan"), float("inf"), -float("inf")
+    obs = MovingAverageMinMaxObserver(ch_axis=0)
+    with pytest.warns(UserWarning, match="skipped 3 non-finite values"):
+        obs(x)
+    assert int(obs.num_nonfinite) == 3
+    finite = torch.where(x.isfinite(), x, torch.nan)
+    assert torch.equal(obs.min_val, finite.nan_to_num(float("inf")).amin(1))
+    assert torch.isfinite(obs.calculate_qparams()[0]).all()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        obs(x)  # no second warning
+    assert int(obs.num_nonfinite) == 6
+    # A channel with nothing finite in a batch keeps its range.
+    before = obs.min_val.clone()
+    y = torch.randn(4, 100)
+    y[2] = float("nan")
+    obs(y)
+    assert obs.min_val[2] == before[2]
+
+
+def test_empty_tensor_is_a_no_op_and_qparams_need_data():
+    obs = MinMaxObserver()
+    obs(torch.empty(0, 3))
+    with pytest.raises(RuntimeError, match=r"calculate_qparams\(\) called before any \(finite\) observation"):
+        obs.calculate_qparams()
+    per_channel = MinMaxObserver(ch_axis=0)
+    with pytest.raises(RuntimeError, match="before any"):
+        per_channel.calculate_qparams()
+    with pytest.warns(UserWarning, match="skipped 5 non-finite"):
+        obs(torch.full((5,), float("nan")))
+    with pytest.raises(RuntimeError, match="before any"):
+        obs.calculate_qparams()
+
+
+def test_zero_is_exactly_representable():
+    obs = MinMaxObserver(bits=8, signed=False)
+    obs(torch.rand(100) + 1.0)  # all positive: the range is widened to hold 0
+    scale, zp = obs.calculate_qparams()
+    assert float(obs.min_val) > 0 and int(zp) == 0
+    assert torchqat.fake_quantize(torch.zeros(1), scale, zp, 0, 255).item() == 0.0
+
+
+def test_state_dict_round_trip():
+    obs = MovingAverageMinMaxObserver(ch_axis=0, symmetric=True, averaging_constant=0.1)
+    for _ in range(3):
+        obs(torch.randn(8, 20))
+    fresh = MovingAverageMinMaxObserver(ch_axis=0, symmetric=True, averaging_constant=0.1)
+    fresh.load_state_dict(obs.state_dict())
+    for a, b in zip(obs.calculate_qparams(), fresh.calculate_qparams()):
+        assert torch.equal(a, b)
+    batch = torch.randn(8, 20)
+    obs(batch)
+    fresh(batch)
+    assert torch.equal(obs.min_val, fresh.min_val)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="not both"):
+        MinMaxObserver(ch_axis=0, group_size=32)
+    with pytest.raises(ValueError, match=r"averaging_constant must be in \(0, 1\]"):
+        MovingAverageMinMaxObserver(averaging_constant=0.0)
+    with pytest.raises(ValueError, match="bits must be in"):
+        MinMaxObserver(bits=1)
+    obs = MinMaxObserver(ch_axis=0)
+    obs(torch.randn(4, 5))
+    with pytest.raises(ValueError, match=r"statistics have shape \(4,\) but this input gives \(6,\)"):
+        obs(torch.randn(6, 5))
+    with pytest.raises(RuntimeError, match="x must be a float32"):
+        MinMaxObserver()(torch.ones(3, dtype=torch.int64))
+
+
+def _ddp_worker(rank, world, init_file, results):
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    gen = torch.Generator().manual_seed(100 + rank)
+    obs = MinMaxObserver(ch_axis=0, symmetric=True)
+    obs(torch.randn(6, 50, generator=gen) * (rank + 1))
+    obs.sync()
+    scale, zp = obs.calculate_qparams()
+    results[rank] = (scale.clone(), zp.clone())
+    dist.destroy_process_group()
+
+
+def test_ddp_sync_gives_every_rank_the_same_qparams():
+    world = 2
+    with tempfile.TemporaryDirectory() as d:
+        manager = mp.Manager()
+        results = manager.dict()
+        mp.spawn(_ddp_worker, args=(world, os.path.join(d, "init"), results), nprocs=world, join=True)
+        # The same as one observer that saw both ranks' data.
+        single = MinMaxObserver(ch_axis=0, symmetric=True)
+        for rank in range(world):
+            gen = torch.Generator().manual_seed(100 + rank)
+            single(torch.randn(6, 50, generator=gen) * (rank + 1))
+        expected = single.calculate_qparams()
+        for rank in range(world):
+            assert torch.equal(results[rank][0], expected[0]) and torch.equal(results[rank][1], expected[1])
