@@ -48,6 +48,22 @@ TORCH_LIBRARY(torchqat, m) {
       "Tensor max, Tensor nonfinite)",
       tags);
 
+  // Observe and fake-quantize in one op (torch.ao's FusedMovingAvgObsFakeQuantize
+  // role): folds the batch's min/max into min_val / max_val in place (running
+  // min/max, or a moving average when averaging_constant is given), derives
+  // scale / zero point on the device and fake-quantizes x with an STE gradient.
+  m.def(
+      "observe_fake_quantize(Tensor x, Tensor(a!) min_val, Tensor(b!) max_val, int quant_min, "
+      "int quant_max, bool symmetric, float? averaging_constant=None, bool observe=True, "
+      "bool fake_quant=True, int? axis=None, int? group_size=None) -> Tensor",
+      tags);
+  m.def(
+      "observe_fake_quantize_forward(Tensor x, Tensor(a!) min_val, Tensor(b!) max_val, "
+      "int quant_min, int quant_max, bool symmetric, float? averaging_constant=None, "
+      "bool observe=True, bool fake_quant=True, int? axis=None, int? group_size=None) "
+      "-> (Tensor output, Tensor mask)",
+      tags);
+
   // Scale and zero point from observed ranges (elementwise over min_val / max_val).
   m.def(
       "choose_qparams(Tensor min_val, Tensor max_val, int quant_min, int quant_max, "

@@ -102,13 +102,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> observe_minmax_cuda(
           finite.logical_not().sum(1).reshape(g.param_shape)};
 }
 
+// Written with SymInt: the statistic's shape from x's (possibly symbolic) sizes.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> observe_minmax_meta(
     const at::Tensor& x, std::optional<int64_t> axis, std::optional<int64_t> group_size) {
   check_input_dtype(kOp, x);
-  const auto g = resolve_granularity(kOp, x, axis, group_size);
+  TORCH_CHECK(!(axis.has_value() && group_size.has_value()), kOp,
+              ": give axis (per-channel) or group_size (per-group), not both");
+  std::vector<c10::SymInt> shape;
+  if (axis.has_value()) {
+    const int64_t dim = x.dim();
+    TORCH_CHECK(dim >= 1 && *axis >= -dim && *axis < dim, kOp, ": axis (", *axis,
+                ") is out of range for x with ", dim, " dimensions");
+    shape.push_back(x.sym_size(*axis < 0 ? *axis + dim : *axis));
+  } else if (group_size.has_value()) {
+    TORCH_CHECK(*group_size >= 1 && x.dim() >= 1, kOp, ": group_size must be >= 1 and x 1-D or more");
+    const auto sizes = x.sym_sizes();
+    shape.assign(sizes.begin(), sizes.end());
+    shape.back() = shape.back() / *group_size;
+  }
   const auto opts = x.options().dtype(at::kFloat);
-  return {at::empty(g.param_shape, opts), at::empty(g.param_shape, opts),
-          at::empty(g.param_shape, x.options().dtype(at::kLong))};
+  return {at::empty_symint(shape, opts), at::empty_symint(shape, opts),
+          at::empty_symint(shape, x.options().dtype(at::kLong))};
 }
 
 }  // namespace

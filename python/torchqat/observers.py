@@ -24,7 +24,7 @@ from torch import nn
 from ._fake_quant import quant_range
 from ._lsq import qparams_from_range
 
-__all__ = ["MinMaxObserver", "MovingAverageMinMaxObserver"]
+__all__ = ["MinMaxObserver", "MovingAverageMinMaxObserver", "observe_fake_quantize"]
 
 
 class _MinMaxBase(nn.Module):
@@ -150,3 +150,32 @@ class MovingAverageMinMaxObserver(_MinMaxBase):
         new_hi = torch.where(first, hi, self.max_val + c * (hi - self.max_val))
         self.min_val.copy_(torch.where(seen, new_lo, self.min_val))
         self.max_val.copy_(torch.where(seen, new_hi, self.max_val))
+
+
+def observe_fake_quantize(
+    x: torch.Tensor,
+    min_val: torch.Tensor,
+    max_val: torch.Tensor,
+    quant_min: int,
+    quant_max: int,
+    symmetric: bool = False,
+    averaging_constant: Optional[float] = None,
+    observe: bool = True,
+    fake_quant: bool = True,
+    axis: Optional[int] = None,
+    group_size: Optional[int] = None,
+) -> torch.Tensor:
+    """Observe and fake-quantize in one op, without host synchronisation.
+
+    Folds the batch's finite min/max into ``min_val`` / ``max_val`` in place
+    (float32, one value per statistic of the granularity; start them at
+    +inf / -inf): a running min/max, or with ``averaging_constant`` a moving
+    average as :class:`MovingAverageMinMaxObserver`. Then derives
+    ``(scale, zero_point)`` from the range on the device (as
+    ``calculate_qparams()``) and returns :func:`torchqat.fake_quantize` of
+    ``x`` with a straight-through gradient. ``observe=False`` freezes the
+    range; ``fake_quant=False`` returns ``x`` (gradient passed through).
+    """
+    return torch.ops.torchqat.observe_fake_quantize(
+        x, min_val, max_val, quant_min, quant_max, symmetric, averaging_constant, observe, fake_quant, axis, group_size
+    )

@@ -176,3 +176,78 @@ def test_ddp_sync_gives_every_rank_the_same_qparams():
         expected = single.calculate_qparams()
         for rank in range(world):
             assert torch.equal(results[rank][0], expected[0]) and torch.equal(results[rank][1], expected[1])
+
+
+FUSED_CASES = [
+    ((64, 40), {}, ()),
+    ((16, 8, 6, 6), dict(axis=1), (8,)),
+    ((12, 128), dict(group_size=32), (12, 4)),
+]
+
+
+@pytest.mark.parametrize("shape,gran,stat_shape", FUSED_CASES)
+@pytest.mark.parametrize("averaging_constant", [None, 0.1])
+def test_fused_op_equals_observer_then_fake_quantize(isa, shape, gran, stat_shape, averaging_constant):
+    gen = torch.Generator().manual_seed(0)
+    lo, hi = torch.full(stat_shape, float("inf")), torch.full(stat_shape, float("-inf"))
+    kw = dict(ch_axis=gran.get("axis"), group_size=gran.get("group_size"), bits=8, signed=False)
+    obs = MinMaxObserver(**kw) if averaging_constant is None else MovingAverageMinMaxObserver(averaging_constant, **kw)
+    for step in range(4):
+        x = (torch.randn(shape, generator=gen) * (step + 1)).requires_grad_()
+        y = torchqat.observe_fake_quantize(x, lo, hi, 0, 255, False, averaging_constant, **gran)
+        obs(x)
+        scale, zp = obs.calculate_qparams()
+        ref = torchqat.fake_quantize(x.detach(), scale, zp, 0, 255, axis=gran.get("axis"), group_size=gran.get("group_size"))
+        assert torch.equal(lo, obs.min_val) and torch.equal(hi, obs.max_val)
+        assert torch.equal(y, ref)
+        g = torch.randn(shape, generator=gen)
+        y.backward(g)
+        in_range = ref.detach() == torchqat.fake_quantize(x.detach(), scale, zp, -(2**20), 2**20, axis=gran.get("axis"), group_size=gran.get("group_size"))
+        assert torch.equal(x.grad, torch.where(in_range, g, 0.0))
+
+
+def test_fused_op_switches():
+    x = torch.randn(100) * 3
+    lo, hi = torch.full((), float("inf")), torch.full((), float("-inf"))
+    torchqat.observe_fake_quantize(x, lo, hi, -128, 127, True)
+    frozen = (lo.clone(), hi.clone())
+    y = torchqat.observe_fake_quantize(x * 10, lo, hi, -128, 127, True, observe=False)
+    assert torch.equal(lo, frozen[0]) and torch.equal(hi, frozen[1])
+    assert y.abs().max() <= torch.maximum(-lo, hi) * 1.01  # clamped to the frozen range
+    x2 = torch.randn(100, requires_grad=True)
+    y2 = torchqat.observe_fake_quantize(x2, lo, hi, -128, 127, True, fake_quant=False)
+    assert torch.equal(y2, x2)
+    y2.sum().backward()
+    assert torch.equal(x2.grad, torch.ones(100))
+    with torch.inference_mode():
+        torchqat.observe_fake_quantize(torch.randn(10), lo, hi, -128, 127, True)
+    with pytest.raises(RuntimeError, match=r"min_val and max_val must be float32 with one value per statistic \(4"):
+        torchqat.observe_fake_quantize(torch.randn(4, 3), lo, hi, -128, 127, True, axis=0)
+    with pytest.raises(RuntimeError, match=r"averaging_constant must be in \(0, 1\]"):
+        torchqat.observe_fake_quantize(x, lo, hi, -128, 127, True, 2.0)
+
+
+def test_fused_op_opcheck_and_compile():
+    lo, hi = torch.full((8,), float("inf")), torch.full((8,), float("-inf"))
+    x = torch.randn(8, 30)
+    torch.library.opcheck(torch.ops.torchqat.observe_fake_quantize_forward.default,
+                          (x, lo.clone(), hi.clone(), -128, 127, True, 0.01, True, True, 0, None))
+    torch.library.opcheck(torch.ops.torchqat.observe_fake_quantize.default,
+                          (x.clone().requires_grad_(), lo.clone(), hi.clone(), -128, 127, True, None, True, True, 0, None))
+
+    def step(x, lo, hi):
+        return torchqat.observe_fake_quantize(x, lo, hi, -128, 127, True, 0.01, axis=0).square().sum()
+
+    lo_c, hi_c = lo.clone(), hi.clone()
+    xc = x.clone().requires_grad_()
+    torch.compile(step, fullgraph=True)(xc, lo_c, hi_c).backward()
+    xe = x.clone().requires_grad_()
+    step(xe, lo, hi).backward()
+    assert torch.equal(lo_c, lo) and torch.equal(hi_c, hi)
+    torch.testing.assert_close(xc.grad, xe.grad)
+
+
+def test_observe_minmax_opcheck():
+    x = torch.randn(6, 32)
+    for axis, group in ((None, None), (0, None), (-1, None), (None, 8)):
+        torch.library.opcheck(torch.ops.torchqat.observe_minmax.default, (x, axis, group))
