@@ -64,6 +64,16 @@ TORCH_LIBRARY(torchqat, m) {
       "-> (Tensor output, Tensor mask)",
       tags);
 
+  // Histogram calibration (CPU): fold x into a running histogram (counts[bins]
+  // over range = [lo, hi], float64; lo > hi means empty) whose range grows
+  // without losing counts; then choose a clipping range from it.
+  m.def("histogram_observe(Tensor x, Tensor(a!) counts, Tensor(b!) range) -> Tensor nonfinite",
+        tags);
+  m.def(
+      "histogram_clip_range(Tensor counts, Tensor range, str method, int quant_min, "
+      "int quant_max, bool symmetric, float percentile=99.99) -> Tensor",
+      tags);
+
   // Scale and zero point from observed ranges (elementwise over min_val / max_val).
   m.def(
       "choose_qparams(Tensor min_val, Tensor max_val, int quant_min, int quant_max, "

@@ -24,7 +24,7 @@ from torch import nn
 from ._fake_quant import quant_range
 from ._lsq import qparams_from_range
 
-__all__ = ["MinMaxObserver", "MovingAverageMinMaxObserver", "observe_fake_quantize"]
+__all__ = ["HistogramObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "observe_fake_quantize"]
 
 
 class _MinMaxBase(nn.Module):
@@ -150,6 +150,99 @@ class MovingAverageMinMaxObserver(_MinMaxBase):
         new_hi = torch.where(first, hi, self.max_val + c * (hi - self.max_val))
         self.min_val.copy_(torch.where(seen, new_lo, self.min_val))
         self.max_val.copy_(torch.where(seen, new_hi, self.max_val))
+
+
+class HistogramObserver(nn.Module):
+    """A running histogram of the observed values and three ways to choose the
+    clipping range from it (C++: ``histogram_observe``, ``histogram_clip_range``):
+
+    * ``"percentile"``: the smallest range holding ``percentile`` % of |x|
+      (symmetric) or between the (100 - p)/2 and (100 + p)/2 percentiles of x;
+    * ``"mse"``: the range with the least expected squared quantization error
+      (clipping error plus step^2/12 rounding noise) for the target bit width;
+    * ``"entropy"``: TensorRT's KL-divergence calibration on |x|.
+
+    The histogram's range grows without losing counts: a wider range merges
+    whole bins (bin width doubled as often as needed, edges kept aligned).
+    The histogram lives on the CPU (a calibration-time observer: CUDA inputs
+    are copied over, a host synchronisation).
+    """
+
+    def __init__(self, bins: int = 2048, method: str = "percentile", percentile: float = 99.99,
+                 bits: int = 8, signed: bool = True, symmetric: bool = False, narrow_range: bool = False):
+        super().__init__()
+        if method not in ("percentile", "mse", "entropy"):
+            raise ValueError(f'method must be "percentile", "mse" or "entropy", got "{method}"')
+        if bins < 2:
+            raise ValueError(f"bins must be >= 2, got {bins}")
+        if not 0.0 < percentile <= 100.0:
+            raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+        self.quant_min, self.quant_max = quant_range(bits, signed, narrow_range)
+        self.bits, self.signed, self.symmetric, self.narrow_range = bits, signed, symmetric, narrow_range
+        self.method, self.percentile = method, percentile
+        self.register_buffer("counts", torch.zeros(bins, dtype=torch.int64))
+        self.register_buffer("range", torch.tensor([float("inf"), float("-inf")], dtype=torch.float64))
+        self.register_buffer("num_nonfinite", torch.zeros((), dtype=torch.int64))
+        self._warned_nonfinite = False
+
+    def extra_repr(self) -> str:
+        return (f"bins={self.counts.numel()}, method={self.method!r}, bits={self.bits}, "
+                f"signed={self.signed}, symmetric={self.symmetric}")
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Folds x into the histogram; returns x unchanged."""
+        if x.numel() == 0:
+            return x
+        bad = torch.ops.torchqat.histogram_observe(x.detach().cpu(), self.counts, self.range)
+        self.num_nonfinite += bad
+        if not self._warned_nonfinite and int(bad) > 0:
+            self._warned_nonfinite = True
+            warnings.warn(f"HistogramObserver: skipped {int(bad)} non-finite values (NaN/Inf); "
+                          "they are counted in num_nonfinite and never enter the histogram")
+        return x
+
+    def clip_range(self) -> Tuple[float, float]:
+        """The chosen clipping range (lo <= 0 <= hi)."""
+        if not bool(self.range[0] < self.range[1]):
+            raise RuntimeError("HistogramObserver.calculate_qparams() called before any (finite) "
+                               "observation: run data through the observer first")
+        clip = torch.ops.torchqat.histogram_clip_range(self.counts, self.range, self.method, self.quant_min,
+                                                       self.quant_max, self.symmetric, self.percentile)
+        return float(clip[0]), float(clip[1])
+
+    def calculate_qparams(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = self.clip_range()
+        return qparams_from_range(torch.tensor([lo]), torch.tensor([hi]), self.quant_min, self.quant_max,
+                                  self.symmetric)
+
+    @torch.no_grad()
+    def sync(self, group=None) -> None:
+        """Sum the histograms of every rank (torch.distributed), so all ranks end
+        with the same histogram and qparams. Ranks' bins rarely align, so each
+        rank's counts are re-binned, bin centre by bin centre, onto the common
+        range: totals stay exact, positions move by at most one bin."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        world = dist.get_world_size(group)
+        ranges = [torch.empty_like(self.range) for _ in range(world)]
+        counts = [torch.empty_like(self.counts) for _ in range(world)]
+        dist.all_gather(ranges, self.range, group=group)
+        dist.all_gather(counts, self.counts, group=group)
+        seen = [(r, c) for r, c in zip(ranges, counts) if bool(r[0] < r[1])]
+        if not seen:
+            return
+        lo = min(float(r[0]) for r, _ in seen)
+        hi = max(float(r[1]) for r, _ in seen)
+        bins = self.counts.numel()
+        merged = torch.zeros(bins, dtype=torch.int64)
+        for r, c in seen:  # rank order: the same result on every rank
+            centres = r[0] + (torch.arange(bins, dtype=torch.float64) + 0.5) * (r[1] - r[0]) / bins
+            target = ((centres - lo) / (hi - lo) * bins).long().clamp(0, bins - 1)
+            merged.index_add_(0, target, c)
+        self.counts.copy_(merged)
+        self.range.copy_(torch.tensor([lo, hi], dtype=torch.float64))
+        dist.all_reduce(self.num_nonfinite, group=group)
 
 
 def observe_fake_quantize(

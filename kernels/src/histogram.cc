@@ -1,0 +1,257 @@
+#include "torchqat/kernels/histogram.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "elements.h"
+
+namespace torchqat::kernels {
+namespace {
+
+double bin_width(int64_t bins, HistogramRange r) { return (r.hi - r.lo) / double(bins); }
+
+double centre(int64_t i, int64_t bins, HistogramRange r) {
+  return r.lo + (double(i) + 0.5) * bin_width(bins, r);
+}
+
+template <class E>
+int64_t add_values(const void* x, int64_t begin, int64_t end, int64_t* counts, int64_t bins,
+                   HistogramRange r) {
+  const auto* p = static_cast<const typename E::T*>(x);
+  const double scale = double(bins) / (r.hi - r.lo);
+  int64_t nonfinite = 0;
+  for (int64_t i = begin; i < end; ++i) {
+    const double v = E::load(p[i]);
+    if (!std::isfinite(v)) {
+      ++nonfinite;
+      continue;
+    }
+    const int64_t b = int64_t((v - r.lo) * scale);
+    ++counts[std::clamp<int64_t>(b, 0, bins - 1)];
+  }
+  return nonfinite;
+}
+
+// Prefix sums over bins of count, count * centre, count * centre^2: the squared
+// clipping error of every bin below (or above) an edge in O(1).
+struct Moments {
+  std::vector<double> n, s1, s2;  // [bins + 1], sums over bins [0, i)
+  Moments(const int64_t* counts, int64_t bins, HistogramRange r)
+      : n(size_t(bins + 1), 0.0), s1(n.size(), 0.0), s2(n.size(), 0.0) {
+    for (int64_t i = 0; i < bins; ++i) {
+      const double c = centre(i, bins, r), k = double(counts[i]);
+      n[size_t(i + 1)] = n[size_t(i)] + k;
+      s1[size_t(i + 1)] = s1[size_t(i)] + k * c;
+      s2[size_t(i + 1)] = s2[size_t(i)] + k * c * c;
+    }
+  }
+  // sum over bins [i, j) of count * (centre - v)^2
+  double squared_distance(int64_t i, int64_t j, double v) const {
+    const double nn = n[size_t(j)] - n[size_t(i)], a = s1[size_t(j)] - s1[size_t(i)],
+                 b = s2[size_t(j)] - s2[size_t(i)];
+    return b - 2.0 * v * a + v * v * nn;
+  }
+};
+
+// First bin whose centre is >= a; first bin whose centre is > b.
+int64_t first_centre_at_or_above(double a, int64_t bins, HistogramRange r) {
+  const double k = std::ceil((a - r.lo) / bin_width(bins, r) - 0.5);
+  return std::clamp<int64_t>(int64_t(k), 0, bins);
+}
+int64_t first_centre_above(double b, int64_t bins, HistogramRange r) {
+  const double k = std::floor((b - r.lo) / bin_width(bins, r) - 0.5) + 1.0;
+  return std::clamp<int64_t>(int64_t(k), 0, bins);
+}
+
+double model_error(const Moments& m, int64_t bins, HistogramRange r, double a, double b,
+                   int64_t levels) {
+  const int64_t ia = first_centre_at_or_above(a, bins, r);
+  const int64_t ib = std::max(ia, first_centre_above(b, bins, r));
+  const double step = (b - a) / double(levels - 1);
+  const double inside = m.n[size_t(ib)] - m.n[size_t(ia)];
+  return m.squared_distance(0, ia, a) + m.squared_distance(ib, bins, b) +
+         inside * step * step / 12.0;
+}
+
+ClipRange holding_zero(double lo, double hi) { return {std::min(lo, 0.0), std::max(hi, 0.0)}; }
+
+}  // namespace
+
+HistogramRange histogram_initial_range(double xmin, double xmax, int64_t bins) {
+  double lo = std::min(xmin, 0.0), hi = std::max(xmax, 0.0);
+  if (!(hi > lo)) hi = lo + 1e-7;  // an all-zero batch
+  return {lo, hi + (hi - lo) / double(bins - 1)};
+}
+
+void histogram_widen(int64_t* counts, int64_t bins, HistogramRange* range, double xmin,
+                     double xmax) {
+  if (xmin >= range->lo && xmax < range->hi) return;
+  const double w = bin_width(bins, *range);
+  const int64_t prepend = xmin < range->lo ? int64_t(std::ceil((range->lo - xmin) / w)) : 0;
+  const int64_t append = xmax >= range->hi ? int64_t(std::floor((xmax - range->hi) / w)) + 1 : 0;
+  int shift = 0;
+  while ((bins << shift) < prepend + bins + append) ++shift;
+  std::vector<int64_t> merged(size_t(bins), 0);
+  for (int64_t i = 0; i < bins; ++i) merged[size_t((prepend + i) >> shift)] += counts[i];
+  std::copy(merged.begin(), merged.end(), counts);
+  const double lo = range->lo - double(prepend) * w;
+  range->lo = lo;
+  range->hi = lo + double(bins) * w * double(int64_t{1} << shift);
+}
+
+int64_t histogram_add(DType dtype, const void* x, int64_t begin, int64_t end, int64_t* counts,
+                      int64_t bins, HistogramRange range) {
+  switch (dtype) {
+    case DType::kFloat16:
+      return add_values<F16>(x, begin, end, counts, bins, range);
+    case DType::kBFloat16:
+      return add_values<BF16>(x, begin, end, counts, bins, range);
+    case DType::kFloat32:
+      break;
+  }
+  return add_values<F32>(x, begin, end, counts, bins, range);
+}
+
+ClipRange clip_percentile(const int64_t* counts, int64_t bins, HistogramRange r,
+                          double percentile, bool symmetric) {
+  double total = 0;
+  for (int64_t i = 0; i < bins; ++i) total += double(counts[i]);
+  const double w = bin_width(bins, r);
+  if (symmetric) {
+    // Walk bins in order of |centre| (outwards from zero), stop at the mass.
+    int64_t left = first_centre_at_or_above(0.0, bins, r) - 1, right = left + 1;
+    double mass = 0, t = 0;
+    const double target = percentile / 100.0 * total;
+    while ((left >= 0 || right < bins) && mass < target) {
+      const bool take_right =
+          left < 0 || (right < bins && std::fabs(centre(right, bins, r)) <= std::fabs(centre(left, bins, r)));
+      const int64_t i = take_right ? right++ : left--;
+      mass += double(counts[i]);
+      t = std::fabs(centre(i, bins, r)) + w / 2;
+    }
+    return {-t, t};
+  }
+  const double lo_target = (100.0 - percentile) / 200.0 * total;
+  const double hi_target = (100.0 + percentile) / 200.0 * total;
+  double mass = 0, lo = r.lo, hi = r.hi;
+  bool lo_set = false;
+  for (int64_t i = 0; i < bins; ++i) {
+    mass += double(counts[i]);
+    if (!lo_set && mass > lo_target) {
+      lo = r.lo + double(i) * w;
+      lo_set = true;
+    }
+    if (mass >= hi_target) {
+      hi = r.lo + double(i + 1) * w;
+      break;
+    }
+  }
+  return holding_zero(lo, hi);
+}
+
+ClipRange clip_mse(const int64_t* counts, int64_t bins, HistogramRange r, int64_t levels,
+                   bool symmetric) {
+  const Moments m(counts, bins, r);
+  const double w = bin_width(bins, r);
+  double best = std::numeric_limits<double>::infinity();
+  ClipRange best_range = holding_zero(r.lo, r.hi);
+  if (symmetric) {
+    const double amax = std::max(-r.lo, r.hi);
+    for (int64_t k = 1; k <= bins; ++k) {
+      const double t = amax * double(k) / double(bins);
+      const double e = model_error(m, bins, r, -t, t, levels);
+      if (e < best) best = e, best_range = {-t, t};
+    }
+    return best_range;
+  }
+  // Edges at or below zero for the lower end, at or above zero for the upper.
+  std::vector<double> lows{0.0}, highs{0.0};
+  for (int64_t i = 0; i <= bins; ++i) {
+    const double e = r.lo + double(i) * w;
+    if (e < 0) lows.push_back(e);
+    if (e > 0) highs.push_back(e);
+  }
+  for (double a : lows) {
+    for (double b : highs) {
+      if (!(b > a)) continue;
+      const double e = model_error(m, bins, r, a, b, levels);
+      if (e < best) best = e, best_range = {a, b};
+    }
+  }
+  return best_range;
+}
+
+ClipRange clip_entropy(const int64_t* counts, int64_t bins, HistogramRange r, int64_t levels) {
+  // |x| histogram with `bins` bins over [0, amax].
+  const double amax = std::max(-r.lo, r.hi);
+  std::vector<double> abs_hist(size_t(bins), 0.0);
+  for (int64_t i = 0; i < bins; ++i) {
+    const double a = std::fabs(centre(i, bins, r));
+    abs_hist[size_t(std::min<int64_t>(bins - 1, int64_t(a / amax * double(bins))))] +=
+        double(counts[i]);
+  }
+  // As TensorRT's calibrator: the first bin, where ReLU's exact zeros pile up,
+  // counts as much as its neighbour, so the spike does not drive the choice.
+  if (bins > 1) abs_hist[0] = abs_hist[1];
+  // Levels available to |x|: half of them for data of both signs, all of them
+  // for one-signed data (post-ReLU with an unsigned range).
+  const bool one_signed = r.lo >= 0.0 || r.hi <= 0.0;
+  const int64_t quant_bins = std::max<int64_t>(one_signed ? levels : levels / 2, 1);
+  double best = std::numeric_limits<double>::infinity();
+  int64_t best_i = bins;
+  std::vector<double> p, q;
+  for (int64_t i = std::min(quant_bins, bins); i <= bins; ++i) {
+    p.assign(abs_hist.begin(), abs_hist.begin() + i);
+    for (int64_t j = i; j < bins; ++j) p.back() += abs_hist[size_t(j)];  // outliers clipped in
+    // Q: the first i bins merged into quant_bins levels, each spread evenly
+    // over the bins of its level that held data.
+    q.assign(size_t(i), 0.0);
+    const int64_t merged = i / quant_bins;
+    for (int64_t level = 0; level < quant_bins; ++level) {
+      const int64_t s = level * merged, e = level == quant_bins - 1 ? i : s + merged;
+      double mass = 0;
+      int64_t nonzero = 0;
+      for (int64_t j = s; j < e; ++j) {
+        mass += abs_hist[size_t(j)];
+        nonzero += abs_hist[size_t(j)] != 0;
+      }
+      for (int64_t j = s; j < e; ++j) {
+        if (abs_hist[size_t(j)] != 0) q[size_t(j)] = mass / double(nonzero);
+      }
+    }
+    double p_sum = 0, q_sum = 0;
+    for (int64_t j = 0; j < i; ++j) p_sum += p[size_t(j)], q_sum += q[size_t(j)];
+    if (p_sum == 0 || q_sum == 0) continue;
+    double kl = 0;
+    for (int64_t j = 0; j < i; ++j) {
+      if (p[size_t(j)] == 0) continue;
+      if (q[size_t(j)] == 0) {
+        kl = std::numeric_limits<double>::infinity();
+        break;
+      }
+      const double pj = p[size_t(j)] / p_sum, qj = q[size_t(j)] / q_sum;
+      kl += pj * std::log(pj / qj);
+    }
+    if (kl < best) best = kl, best_i = i;
+  }
+  const double t = amax * double(best_i) / double(bins);
+  return holding_zero(std::max(r.lo, -t), std::min(r.hi, t));
+}
+
+double expected_quant_error(const int64_t* counts, int64_t bins, HistogramRange r, ClipRange clip,
+                            int64_t levels) {
+  const double step = (clip.hi - clip.lo) / double(levels - 1);
+  double error = 0;
+  for (int64_t i = 0; i < bins; ++i) {
+    const double c = centre(i, bins, r), k = double(counts[i]);
+    const double e = c < clip.lo ? (clip.lo - c) * (clip.lo - c)
+                     : c > clip.hi ? (c - clip.hi) * (c - clip.hi)
+                                   : step * step / 12.0;
+    error += k * e;
+  }
+  return error;
+}
+
+}  // namespace torchqat::kernels

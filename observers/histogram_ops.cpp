@@ -1,0 +1,102 @@
+// Histogram calibration ops (CPU): the running histogram and the clipping
+// range searches of kernels/histogram.h. Calibration-time work: CUDA inputs
+// are brought to the CPU by the Python observer.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "fakequant/qparams.h"
+#include "torchqat/kernels/histogram.h"
+#include "torchqat/kernels/observe.h"
+
+namespace torchqat {
+namespace {
+
+constexpr const char* kObserve = "histogram_observe";
+constexpr int64_t kTileElements = int64_t{1} << 16;
+
+void check_state(const char* op, const at::Tensor& counts, const at::Tensor& range) {
+  TORCH_CHECK(counts.is_cpu() && range.is_cpu(), op, ": counts and range must be CPU tensors");
+  TORCH_CHECK(counts.scalar_type() == at::kLong && counts.dim() == 1 && counts.numel() >= 2 &&
+                  counts.is_contiguous(),
+              op, ": counts must be a contiguous 1-D int64 tensor of at least 2 bins, got ",
+              counts.scalar_type(), " ", counts.sizes());
+  TORCH_CHECK(range.scalar_type() == at::kDouble && range.numel() == 2 && range.is_contiguous(),
+              op, ": range must be a contiguous float64 tensor of 2 values (lo, hi), got ",
+              range.scalar_type(), " ", range.sizes());
+}
+
+at::Tensor histogram_observe_cpu(const at::Tensor& x_in, at::Tensor& counts, at::Tensor& range) {
+  check_input_dtype(kObserve, x_in);
+  check_state(kObserve, counts, range);
+  TORCH_CHECK(x_in.is_cpu(), kObserve, ": x must be on the CPU, got ", x_in.device());
+  const at::Tensor x = x_in.contiguous();
+  const int64_t numel = x.numel(), bins = counts.numel();
+  const auto dtype = kernel_dtype(x);
+  // The batch's finite extremes (and non-finite count) with the observer kernels.
+  float lo = INFINITY, hi = -INFINITY;
+  int64_t nonfinite = 0;
+  kernels::observer_kernels().minmax_range(dtype, x.const_data_ptr(), {1, std::max<int64_t>(numel, 1)},
+                                           {&lo, &hi, &nonfinite}, 0, numel);
+  if (lo <= hi) {
+    double* r = range.mutable_data_ptr<double>();
+    int64_t* c = counts.mutable_data_ptr<int64_t>();
+    kernels::HistogramRange current{r[0], r[1]};
+    if (!(current.lo < current.hi)) {
+      current = kernels::histogram_initial_range(lo, hi, bins);
+      std::fill(c, c + bins, 0);
+    } else {
+      kernels::histogram_widen(c, bins, &current, lo, hi);
+    }
+    r[0] = current.lo;
+    r[1] = current.hi;
+    std::mutex merge;
+    at::parallel_for(0, (numel + kTileElements - 1) / kTileElements, 1, [&](int64_t tb, int64_t te) {
+      std::vector<int64_t> local(size_t(bins), 0);
+      kernels::histogram_add(dtype, x.const_data_ptr(), tb * kTileElements,
+                             std::min(te * kTileElements, numel), local.data(), bins, current);
+      const std::lock_guard<std::mutex> lock(merge);  // integer sums: any order is exact
+      for (int64_t b = 0; b < bins; ++b) c[b] += local[size_t(b)];
+    });
+  }
+  return at::scalar_tensor(nonfinite, at::TensorOptions().dtype(at::kLong));
+}
+
+at::Tensor histogram_clip_range_cpu(const at::Tensor& counts, const at::Tensor& range,
+                                    c10::string_view method, int64_t quant_min, int64_t quant_max,
+                                    bool symmetric, double percentile) {
+  constexpr const char* op = "histogram_clip_range";
+  check_state(op, counts, range);
+  check_quant_range(op, quant_min, quant_max);
+  const double* r = range.const_data_ptr<double>();
+  TORCH_CHECK(r[0] < r[1], op, ": the histogram is empty (has the observer seen finite data?)");
+  const kernels::HistogramRange hr{r[0], r[1]};
+  const int64_t* c = counts.const_data_ptr<int64_t>();
+  const int64_t bins = counts.numel(), levels = quant_max - quant_min + 1;
+  kernels::ClipRange clip;
+  if (method == "percentile") {
+    TORCH_CHECK(percentile > 0.0 && percentile <= 100.0, op,
+                ": percentile must be in (0, 100], got ", percentile);
+    clip = kernels::clip_percentile(c, bins, hr, percentile, symmetric);
+  } else if (method == "mse") {
+    clip = kernels::clip_mse(c, bins, hr, levels, symmetric);
+  } else if (method == "entropy") {
+    clip = kernels::clip_entropy(c, bins, hr, levels);
+  } else {
+    TORCH_CHECK(false, op, ": method must be \"percentile\", \"mse\" or \"entropy\", got \"",
+                std::string(method), "\"");
+  }
+  return at::tensor({clip.lo, clip.hi}, at::TensorOptions().dtype(at::kDouble));
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(torchqat, CPU, m) {
+  m.impl("histogram_observe", &histogram_observe_cpu);
+  m.impl("histogram_clip_range", &histogram_clip_range_cpu);
+}
+
+}  // namespace torchqat
