@@ -34,6 +34,7 @@ bench: build
 	$(BUILD_DIR)/benchmarks/bench_kernels --benchmark_min_time=0.2
 	for a in default thp reuse; do $(PY) benchmarks/fake_quant_vs_torch.py --allocator $$a; done
 	for a in default thp reuse; do $(PY) benchmarks/lsq_vs_torch.py --allocator $$a; done
+	$(PY) benchmarks/observers_vs_torch.py
 
 build: $(STAMPS)/build
 
