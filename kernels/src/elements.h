@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "torchqat/kernels/fake_quant.h"
 #include "torchqat/kernels/half_float.h"
 
 namespace torchqat::kernels {
@@ -24,6 +25,19 @@ struct BF16 {
   static TORCHQAT_HD float load(T v) { return bfloat16_to_float(v); }
   static TORCHQAT_HD T store(float v) { return float_to_bfloat16(v); }
 };
+
+// Calls body(E{}) with the element type of `dtype`.
+template <class Body>
+void for_dtype(DType dtype, const Body& body) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return body(F32{});
+    case DType::kFloat16:
+      return body(F16{});
+    case DType::kBFloat16:
+      return body(BF16{});
+  }
+}
 
 }  // namespace
 }  // namespace torchqat::kernels

@@ -68,18 +68,6 @@ void lsq_one(const AffineArgs& args, const void* x, const void* g, void* gx, Lsq
   sums.outside_sum[c] += double(t.outside_grad);
 }
 
-template <class Body>
-void for_dtype(DType dtype, const Body& body) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return body(F32{});
-    case DType::kFloat16:
-      return body(F16{});
-    case DType::kBFloat16:
-      return body(BF16{});
-  }
-}
-
 void lsq_range_reference(const AffineArgs& args, DType dtype, const void* x, const void* g,
                          void* gx, LsqSums sums, int64_t begin, int64_t end) {
   for_dtype(dtype, [&](auto e) {

@@ -22,18 +22,6 @@ void fold(const void* x, ChannelLayout L, MinMaxState st, int64_t i) {
   st.max[c] = std::max(st.max[c], v);
 }
 
-template <class Body>
-void for_dtype(DType dtype, const Body& body) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return body(F32{});
-    case DType::kFloat16:
-      return body(F16{});
-    case DType::kBFloat16:
-      return body(BF16{});
-  }
-}
-
 void minmax_range_reference(DType dtype, const void* x, ChannelLayout L, MinMaxState st,
                             int64_t begin, int64_t end) {
   for_dtype(dtype, [&](auto e) {
