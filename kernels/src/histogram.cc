@@ -16,20 +16,40 @@ double centre(int64_t i, int64_t bins, HistogramRange r) {
   return r.lo + (double(i) + 0.5) * bin_width(bins, r);
 }
 
+// Two interleaved tile-local histograms (uint32: a call covers one tile):
+// runs of equal values, such as ReLU's zeros, would otherwise chain every
+// increment on the store to the same counter just before it.
 template <class E>
 int64_t add_values(const void* x, int64_t begin, int64_t end, int64_t* counts, int64_t bins,
                    HistogramRange r) {
   const auto* p = static_cast<const typename E::T*>(x);
   const double scale = double(bins) / (r.hi - r.lo);
+  std::vector<uint32_t> even(size_t(bins), 0), odd(size_t(bins), 0);
   int64_t nonfinite = 0;
-  for (int64_t i = begin; i < end; ++i) {
+  const auto add = [&](std::vector<uint32_t>& h, int64_t i) {
     const double v = E::load(p[i]);
     if (!std::isfinite(v)) {
       ++nonfinite;
-      continue;
+      return;
     }
-    const int64_t b = int64_t((v - r.lo) * scale);
-    ++counts[std::clamp<int64_t>(b, 0, bins - 1)];
+    ++h[size_t(std::clamp<int64_t>(int64_t((v - r.lo) * scale), 0, bins - 1))];
+  };
+  const auto flush = [&] {
+    for (int64_t b = 0; b < bins; ++b) {
+      counts[b] += int64_t(even[size_t(b)]) + int64_t(odd[size_t(b)]);
+      even[size_t(b)] = odd[size_t(b)] = 0;
+    }
+  };
+  constexpr int64_t kFlushEvery = int64_t{1} << 31;  // before a uint32 counter can overflow
+  for (int64_t chunk = begin; chunk < end; chunk += kFlushEvery) {
+    const int64_t chunk_end = std::min(end, chunk + kFlushEvery);
+    int64_t i = chunk;
+    for (; i + 2 <= chunk_end; i += 2) {
+      add(even, i);
+      add(odd, i + 1);
+    }
+    if (i < chunk_end) add(even, i);
+    flush();
   }
   return nonfinite;
 }
