@@ -89,11 +89,12 @@ class _MinMaxBase(nn.Module):
         return x
 
     def has_observed(self) -> bool:
+        """Whether every statistic has seen at least one finite value."""
         return self.min_val.numel() > 0 and bool((self.min_val <= self.max_val).all())
 
     def calculate_qparams(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(scale float32, zero_point int32), per tensor shaped (1,), else like the statistics."""
-        if self.min_val.numel() == 0 or not bool(torch.isfinite(self.min_val).all()):
+        if not self.has_observed():
             raise RuntimeError(f"{type(self).__name__}.calculate_qparams() called before any (finite) "
                                "observation: run data through the observer first")
         lo, hi = self.min_val, self.max_val
