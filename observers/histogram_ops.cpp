@@ -56,8 +56,9 @@ at::Tensor histogram_observe_cpu(const at::Tensor& x_in, at::Tensor& counts, at:
     std::mutex merge;
     at::parallel_for(0, (numel + kTileElements - 1) / kTileElements, 1, [&](int64_t tb, int64_t te) {
       std::vector<int64_t> local(size_t(bins), 0);
-      kernels::histogram_add(dtype, x.const_data_ptr(), tb * kTileElements,
-                             std::min(te * kTileElements, numel), local.data(), bins, current);
+      kernels::observer_kernels().histogram_add(dtype, x.const_data_ptr(), tb * kTileElements,
+                                                std::min(te * kTileElements, numel), local.data(),
+                                                bins, current.lo, current.hi);
       const std::lock_guard<std::mutex> lock(merge);  // integer sums: any order is exact
       for (int64_t b = 0; b < bins; ++b) c[b] += local[size_t(b)];
     });

@@ -6,7 +6,8 @@
 namespace torchqat::kernels {
 
 ObserverKernels avx512_observer_kernels() {
-  return {Isa::kAvx512, &minmax_range<Avx512Ops>, &minmax_channels<Avx512Ops>};
+  return {Isa::kAvx512, &minmax_range<Avx512Ops>, &minmax_channels<Avx512Ops>,
+          &histogram_add_avx2};
 }
 
 }  // namespace torchqat::kernels

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "elements.h"
+#include "torchqat/kernels/histogram.h"
 #include "torchqat/kernels/observe.h"
 #include "variants.h"
 
@@ -42,10 +43,16 @@ void minmax_channels_reference(DType dtype, const void* x, ChannelLayout L, MinM
   });
 }
 
+int64_t histogram_add_reference(DType dtype, const void* x, int64_t begin, int64_t end,
+                                int64_t* counts, int64_t bins, double lo, double hi) {
+  return histogram_add(dtype, x, begin, end, counts, bins, {lo, hi});
+}
+
 }  // namespace
 
 ObserverKernels scalar_observer_kernels() {
-  return {Isa::kScalar, &minmax_range_reference, &minmax_channels_reference};
+  return {Isa::kScalar, &minmax_range_reference, &minmax_channels_reference,
+          &histogram_add_reference};
 }
 
 }  // namespace torchqat::kernels

@@ -15,4 +15,8 @@ ObserverKernels scalar_observer_kernels();
 ObserverKernels avx2_observer_kernels();
 ObserverKernels avx512_observer_kernels();
 
+// AVX2 histogram insertion, also used by the AVX-512 variant.
+int64_t histogram_add_avx2(DType dtype, const void* x, int64_t begin, int64_t end,
+                           int64_t* counts, int64_t bins, double lo, double hi);
+
 }  // namespace torchqat::kernels

@@ -2,6 +2,7 @@
 // and non-finite counts are exact, whatever the split.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -71,6 +72,39 @@ TEST_P(ObserverVariant, MinMaxMatchesReference) {
           EXPECT_EQ(got->hi, want.hi) << what;
           EXPECT_EQ(got->bad, want.bad) << what;
         }
+      }
+    }
+  }
+}
+
+TEST_P(ObserverVariant, HistogramAddMatchesReference) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  const float special[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-40f, -6.0f, 6.0f};
+  for (int64_t n : {1, 2, 5, 8, 9, 16, 17, 31, 32, 33, 1000003}) {
+    for (auto dtype : {k::DType::kFloat32, k::DType::kFloat16, k::DType::kBFloat16}) {
+      std::vector<float> v(static_cast<size_t>(n));
+      for (auto& e : v) e = rng() % 8 == 0 ? special[rng() % 8] : std::clamp(normal(rng), -6.0f, 6.0f);
+      std::vector<uint8_t> x(size_t(n) * k::element_size(dtype));
+      for (int64_t i = 0; i < n; ++i) {
+        if (dtype == k::DType::kFloat32) {
+          reinterpret_cast<float*>(x.data())[i] = v[size_t(i)];
+        } else {
+          reinterpret_cast<uint16_t*>(x.data())[i] = dtype == k::DType::kFloat16
+                                                          ? k::float_to_half(v[size_t(i)])
+                                                          : k::float_to_bfloat16(v[size_t(i)]);
+        }
+      }
+      for (int64_t bins : {2, 7, 2048}) {
+        std::vector<int64_t> want(size_t(bins), 0), got(size_t(bins), 0);
+        const int64_t want_bad = k::observer_variants().front().histogram_add(
+            dtype, x.data(), 0, n, want.data(), bins, -6.0, 6.5);
+        const int64_t split = int64_t(rng() % uint32_t(n + 1));
+        const int64_t got_bad =
+            GetParam().histogram_add(dtype, x.data(), 0, split, got.data(), bins, -6.0, 6.5) +
+            GetParam().histogram_add(dtype, x.data(), split, n, got.data(), bins, -6.0, 6.5);
+        EXPECT_EQ(got, want) << "n=" << n << " bins=" << bins;
+        EXPECT_EQ(got_bad, want_bad) << "n=" << n << " bins=" << bins;
       }
     }
   }

@@ -24,10 +24,16 @@ using MinMaxChannelsFn = void (*)(DType dtype, const void* x, ChannelLayout layo
                                   MinMaxState state, int64_t outer, int64_t c_begin,
                                   int64_t c_end);
 
+// Adds the finite values of x[begin, end) to counts[bins] over range [lo, hi]
+// (see histogram.h); returns how many were non-finite.
+using HistogramAddFn = int64_t (*)(DType dtype, const void* x, int64_t begin, int64_t end,
+                                   int64_t* counts, int64_t bins, double lo, double hi);
+
 struct ObserverKernels {
   Isa isa;
   MinMaxRangeFn minmax_range;
   MinMaxChannelsFn minmax_channels;
+  HistogramAddFn histogram_add;
 };
 
 // Every compiled variant, scalar reference first (tests, benchmarks).
