@@ -3,7 +3,7 @@
 * observation throughput (elements per second) of each observer on 1M-element
   activations;
 * HistogramObserver calibration: 10 batches of 1M activations observed, then
-  qparams chosen, timed end to end, with the quantization MSE each choice gives
+  qparams chosen, timed end to end (median of 5 calibrations), with the quantization MSE each choice gives
   on the same data (int8 and int4, unsigned, post-ReLU-like heavy-tailed data);
 * the fused observe + fake-quantize step (forward + backward) against
   torch.ao's FusedMovingAvgObsFakeQuantize.
@@ -16,6 +16,7 @@ Writes results/bench_observers.json and prints markdown tables.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -70,16 +71,21 @@ def calibration_rows(threads: int) -> list[dict]:
     for bits in (8, 4):
         qmin, qmax = 0, 2**bits - 1
 
-        def calibrate(obs):
-            start = time.perf_counter()
-            for batch in data:
-                obs(batch)
-            scale, zp = obs.calculate_qparams()
-            return time.perf_counter() - start, quant_mse(flat, scale, zp, qmin, qmax)
+        def calibrate(make_observer, repeats=5):
+            """Median time of `repeats` calibrations, each with a fresh observer."""
+            times = []
+            for _ in range(repeats):
+                obs = make_observer()
+                start = time.perf_counter()
+                for batch in data:
+                    obs(batch)
+                scale, zp = obs.calculate_qparams()
+                times.append(time.perf_counter() - start)
+            return statistics.median(times), quant_mse(flat, scale, zp, qmin, qmax)
 
-        t_torch, e_torch = calibrate(ao.HistogramObserver(dtype=torch.quint8, quant_min=qmin, quant_max=qmax))
+        t_torch, e_torch = calibrate(lambda: ao.HistogramObserver(dtype=torch.quint8, quant_min=qmin, quant_max=qmax))
         for method in ("mse", "percentile", "entropy"):
-            t, e = calibrate(HistogramObserver(method=method, bits=bits, signed=False))
+            t, e = calibrate(lambda: HistogramObserver(method=method, bits=bits, signed=False))
             rows.append({"threads": threads, "bits": bits, "method": method, "torchqat_s": t, "torch_s": t_torch,
                          "speedup": t_torch / t, "torchqat_mse": e, "torch_mse": e_torch,
                          "mse_ratio": e / e_torch})
