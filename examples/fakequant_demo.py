@@ -10,9 +10,10 @@ fake-quantized weights and activations at several precisions:
 * fp8:   weights and activations e4m3 with amax scaling, calibrated only (no
          training): what FP8 gives without QAT.
 
-The quantizers here are deliberately small (range tracking in a few lines of
-Python) to show the ops on their own; the library's observers and QAT modules
-take over this role. BatchNorm is kept unfolded, so this is a training
+The quantizers here are deliberately small wrappers over the ops (weights:
+range from the current weights through qparams_from_range; activations: the
+fused observe_fake_quantize op with a moving-average range) to show them on
+their own; the library's QAT modules take over this role. BatchNorm is kept unfolded, so this is a training
 demonstration, not a deployable model.
 
     python examples/fakequant_demo.py [--epochs 2] [--qat-epochs 1] [--data DIR]
@@ -54,7 +55,7 @@ FP8 = Precision("fp8 (e4m3)", fp8=True)
 
 
 class WeightQuant(nn.Module):
-    """Symmetric weight fake-quant, scale from the current weights' max |w|."""
+    """Symmetric weight fake-quant, the range taken from the current weights."""
 
     def __init__(self, bits: Optional[int], group_size: Optional[int], fp8: bool):
         super().__init__()
@@ -64,26 +65,26 @@ class WeightQuant(nn.Module):
         if self.bits is None and not self.fp8:
             return w
         flat = w.reshape(w.shape[0], -1)
-        if self.group_size is not None and flat.shape[1] % self.group_size == 0:
-            groups = flat.detach().reshape(flat.shape[0], -1, self.group_size)
-            amax = groups.abs().amax(dim=-1).clamp_min(1e-8)
-            qmin, qmax = torchqat.quant_range(self.bits, signed=True, narrow_range=True)
-            out = torchqat.fake_quantize(flat, amax / qmax, torch.zeros_like(amax, dtype=torch.int32),
-                                         qmin, qmax, group_size=self.group_size)
-            return out.reshape(w.shape)
-        amax = flat.detach().abs().amax(dim=1).clamp_min(1e-8)
+        per_group = self.group_size is not None and flat.shape[1] % self.group_size == 0
+        stats = flat.detach().reshape(flat.shape[0], -1, self.group_size) if per_group else flat.detach()
+        amax = stats.abs().amax(dim=-1)
         if self.fp8:
-            return torchqat.fake_quantize_fp8(w, amax / 448.0, "e4m3", axis=0)
+            return torchqat.fake_quantize_fp8(w, amax.clamp_min(1e-12) / 448.0, "e4m3", axis=0)
         qmin, qmax = torchqat.quant_range(self.bits, signed=True, narrow_range=True)
-        return torchqat.fake_quantize(w, amax / qmax, torch.zeros_like(amax, dtype=torch.int32), qmin, qmax, axis=0)
+        scale, zero_point = torchqat.qparams_from_range(-amax, amax, qmin, qmax, symmetric=True)
+        if per_group:
+            out = torchqat.fake_quantize(flat, scale, zero_point, qmin, qmax, group_size=self.group_size)
+            return out.reshape(w.shape)
+        return torchqat.fake_quantize(w, scale, zero_point, qmin, qmax, axis=0)
 
 
 class ActQuant(nn.Module):
-    """Per-tensor activation fake-quant with a moving-average min/max range."""
+    """Per-tensor activation fake-quant over a moving-average min/max range,
+    with torchqat's fused observe-and-fake-quantize op."""
 
-    def __init__(self, bits: Optional[int], fp8: bool, momentum: float = 0.01):
+    def __init__(self, bits: Optional[int], fp8: bool, averaging_constant: float = 0.01):
         super().__init__()
-        self.bits, self.fp8, self.momentum = bits, fp8, momentum
+        self.bits, self.fp8, self.averaging_constant = bits, fp8, averaging_constant
         self.register_buffer("lo", torch.tensor(float("inf")))
         self.register_buffer("hi", torch.tensor(float("-inf")))
         self.observe = True
@@ -91,20 +92,13 @@ class ActQuant(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bits is None and not self.fp8:
             return x
-        if self.observe:
-            with torch.no_grad():
-                lo, hi = x.min().clamp_max(0), x.max().clamp_min(0)  # the range holds zero
-                first = torch.isinf(self.lo)
-                m = self.momentum
-                self.lo.copy_(torch.where(first, lo, self.lo * (1 - m) + lo * m))
-                self.hi.copy_(torch.where(first, hi, self.hi * (1 - m) + hi * m))
-        if self.fp8:
-            scale = (torch.maximum(-self.lo, self.hi) / 448.0).clamp_min(1e-8).reshape(1)
-            return torchqat.fake_quantize_fp8(x, scale, "e4m3")
-        qmin, qmax = torchqat.quant_range(self.bits, signed=False)
-        scale = ((self.hi - self.lo) / (qmax - qmin)).clamp_min(1e-8)
-        zero_point = torch.clamp(torch.round(qmin - self.lo / scale), qmin, qmax)
-        return torchqat.fake_quantize(x, scale.reshape(1), zero_point.reshape(1), qmin, qmax)
+        qmin, qmax = torchqat.quant_range(self.bits or 8, signed=False)
+        y = torchqat.observe_fake_quantize(x, self.lo, self.hi, qmin, qmax, False, self.averaging_constant,
+                                           observe=self.observe, fake_quant=not self.fp8)
+        if self.fp8:  # the op only tracked the range
+            amax = torch.maximum(-self.lo, self.hi).clamp_min(1e-12).reshape(1)
+            return torchqat.fake_quantize_fp8(x, amax / 448.0, "e4m3")
+        return y
 
 
 class QuantConv(nn.Conv2d):
