@@ -1,29 +1,18 @@
 // CPU kernels of the fake-quant ops: the run-time-selected kernel variant
 // over at::parallel_for, split on mask-byte boundaries so that no two
 // threads write the same byte.
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "fakequant/cpu_parallel.h"
 #include "fakequant/prepare.h"
 
 namespace torchqat {
 namespace {
 
-// Mask bytes per task: 64K elements, enough to amortise a task and to keep
-// small tensors on one thread.
-constexpr int64_t kGrainMaskBytes = 8192;
-
 // The padding bits of the mask's last byte are defined (zero), so that equal
 // inputs give equal masks.
 void clear_mask_padding(FakeQuantCall& call) {
   if (call.numel % 8 != 0) call.mask_data()[call.mask.numel() - 1] = 0;
-}
-
-template <class Body>
-void parallel_over_elements(int64_t numel, const Body& body) {
-  at::parallel_for(0, kernels::mask_bytes(numel), kGrainMaskBytes, [&](int64_t b, int64_t e) {
-    body(b * 8, std::min(e * 8, numel));
-  });
 }
 
 std::tuple<at::Tensor, at::Tensor> fake_quantize_forward_cpu(

@@ -3,19 +3,17 @@
 // inside the kernel: no full-size temporary besides grad_x. The sums are the
 // same for any thread count: with many scales each is summed whole by one
 // task; with few, fixed 64K-element tiles are summed and then added in order.
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <vector>
 
+#include "fakequant/cpu_parallel.h"
 #include "fakequant/lsq_prepare.h"
 
 namespace torchqat {
 namespace {
 
 constexpr const char* kOp = "lsq_fake_quantize";
-constexpr int64_t kTileElements = int64_t{1} << 16;
-constexpr int64_t kChannelSplitMin = 16;  // from this many scales on, split by scale
 
 at::Tensor lsq_forward_cpu(const at::Tensor& x, const at::Tensor& scale,
                            const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
@@ -23,9 +21,8 @@ at::Tensor lsq_forward_cpu(const at::Tensor& x, const at::Tensor& scale,
   const auto o = prepare_lsq(kOp, x, scale, zero_point, quant_min, quant_max, axis, group_size);
   at::Tensor y = at::empty_like(o.x, at::MemoryFormat::Contiguous);
   const auto kernel = kernels::fake_quant_kernels().affine;
-  at::parallel_for(0, kernels::mask_bytes(o.numel), kTileElements / 8, [&](int64_t b, int64_t e) {
-    kernel(o.args, o.dtype, o.x.const_data_ptr(), y.mutable_data_ptr(), nullptr, b * 8,
-           std::min(e * 8, o.numel));
+  parallel_over_elements(o.numel, [&](int64_t begin, int64_t end) {
+    kernel(o.args, o.dtype, o.x.const_data_ptr(), y.mutable_data_ptr(), nullptr, begin, end);
   });
   return y;
 }
@@ -49,22 +46,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lsq_backward_cpu(
   if (o.numel == 0) {
     // nothing to sum
   } else if (channels >= kChannelSplitMin) {
-    const int64_t per_channel = o.numel / channels;
-    const int64_t grain = std::max<int64_t>(1, kTileElements / per_channel);
     const kernels::LsqSums sums{scale_sum.mutable_data_ptr<double>(),
                                 outside_sum.mutable_data_ptr<double>()};
-    at::parallel_for(0, channels, grain, [&](int64_t cb, int64_t ce) {
+    parallel_over_channels(o.numel, channels, [&](int64_t cb, int64_t ce) {
       k.lsq_backward_channels(o.args, o.dtype, xp, gp, gxp, sums, o.outer, cb, ce);
     });
   } else {
-    const int64_t tiles = (o.numel + kTileElements - 1) / kTileElements;
+    const int64_t tiles = tile_count(o.numel);
     std::vector<double> partial(size_t(tiles * 2 * channels), 0.0);
-    at::parallel_for(0, tiles, 1, [&](int64_t tb, int64_t te) {
-      for (int64_t t = tb; t < te; ++t) {
-        double* p = partial.data() + t * 2 * channels;
-        k.lsq_backward_range(o.args, o.dtype, xp, gp, gxp, {p, p + channels}, t * kTileElements,
-                             std::min((t + 1) * kTileElements, o.numel));
-      }
+    parallel_over_tiles(o.numel, [&](int64_t t, int64_t begin, int64_t end) {
+      double* p = partial.data() + t * 2 * channels;
+      k.lsq_backward_range(o.args, o.dtype, xp, gp, gxp, {p, p + channels}, begin, end);
     });
     double* ss = scale_sum.mutable_data_ptr<double>();
     double* os = outside_sum.mutable_data_ptr<double>();

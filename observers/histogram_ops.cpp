@@ -1,13 +1,13 @@
 // Histogram calibration ops (CPU): the running histogram and the clipping
 // range searches of kernels/histogram.h. Calibration-time work: CUDA inputs
 // are brought to the CPU by the Python observer.
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "fakequant/cpu_parallel.h"
 #include "fakequant/qparams.h"
 #include "torchqat/kernels/histogram.h"
 #include "torchqat/kernels/observe.h"
@@ -16,7 +16,6 @@ namespace torchqat {
 namespace {
 
 constexpr const char* kObserve = "histogram_observe";
-constexpr int64_t kTileElements = int64_t{1} << 16;
 
 void check_state(const char* op, const at::Tensor& counts, const at::Tensor& range) {
   TORCH_CHECK(counts.is_cpu() && range.is_cpu(), op, ": counts and range must be CPU tensors");
@@ -54,11 +53,10 @@ at::Tensor histogram_observe_cpu(const at::Tensor& x_in, at::Tensor& counts, at:
     r[0] = current.lo;
     r[1] = current.hi;
     std::mutex merge;
-    at::parallel_for(0, (numel + kTileElements - 1) / kTileElements, 1, [&](int64_t tb, int64_t te) {
+    parallel_over_tiles(numel, [&](int64_t /*tile*/, int64_t begin, int64_t end) {
       std::vector<int64_t> local(size_t(bins), 0);
-      kernels::observer_kernels().histogram_add(dtype, x.const_data_ptr(), tb * kTileElements,
-                                                std::min(te * kTileElements, numel), local.data(),
-                                                bins, current.lo, current.hi);
+      kernels::observer_kernels().histogram_add(dtype, x.const_data_ptr(), begin, end,
+                                                local.data(), bins, current.lo, current.hi);
       const std::lock_guard<std::mutex> lock(merge);  // integer sums: any order is exact
       for (int64_t b = 0; b < bins; ++b) c[b] += local[size_t(b)];
     });

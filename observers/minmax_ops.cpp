@@ -1,13 +1,13 @@
 // observe_minmax: per-granularity min/max of the finite values of x, with the
 // count of non-finite ones. CPU: the run-time-selected observer kernels;
 // CUDA: ATen reductions (no custom kernel yet); Meta: shapes.
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "fakequant/cpu_parallel.h"
 #include "fakequant/qparams.h"
 #include "torchqat/kernels/observe.h"
 
@@ -15,8 +15,6 @@ namespace torchqat {
 namespace {
 
 constexpr const char* kOp = "observe_minmax";
-constexpr int64_t kTileElements = int64_t{1} << 16;
-constexpr int64_t kChannelSplitMin = 16;
 
 struct Outputs {
   at::Tensor min, max, nonfinite;
@@ -43,23 +41,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> observe_minmax_cpu(
                                    out.max.mutable_data_ptr<float>(),
                                    out.nonfinite.mutable_data_ptr<int64_t>()};
   if (numel > 0 && channels >= kChannelSplitMin) {
-    const int64_t per_channel = numel / channels;
-    const int64_t outer = per_channel / g.layout.inner;
-    at::parallel_for(0, channels, std::max<int64_t>(1, kTileElements / per_channel),
-                     [&](int64_t cb, int64_t ce) {
-                       k.minmax_channels(dtype, x.const_data_ptr(), g.layout, state, outer, cb, ce);
-                     });
+    const int64_t outer = numel / (channels * g.layout.inner);
+    parallel_over_channels(numel, channels, [&](int64_t cb, int64_t ce) {
+      k.minmax_channels(dtype, x.const_data_ptr(), g.layout, state, outer, cb, ce);
+    });
   } else if (numel > 0) {
     // Few channels: fixed tiles, each with its own state, folded afterwards.
-    const int64_t tiles = (numel + kTileElements - 1) / kTileElements;
+    const int64_t tiles = tile_count(numel);
     std::vector<float> lo(size_t(tiles * channels), INFINITY), hi(lo.size(), -INFINITY);
     std::vector<int64_t> bad(lo.size(), 0);
-    at::parallel_for(0, tiles, 1, [&](int64_t tb, int64_t te) {
-      for (int64_t t = tb; t < te; ++t) {
-        const size_t o = size_t(t * channels);
-        k.minmax_range(dtype, x.const_data_ptr(), g.layout, {&lo[o], &hi[o], &bad[o]},
-                       t * kTileElements, std::min((t + 1) * kTileElements, numel));
-      }
+    parallel_over_tiles(numel, [&](int64_t t, int64_t begin, int64_t end) {
+      const size_t o = size_t(t * channels);
+      k.minmax_range(dtype, x.const_data_ptr(), g.layout, {&lo[o], &hi[o], &bad[o]}, begin, end);
     });
     for (int64_t t = 0; t < tiles; ++t) {
       for (int64_t c = 0; c < channels; ++c) {
