@@ -65,4 +65,36 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lsq_fake_quantize_backward(
   return op.call(grad, x, scale, zero_point, quant_min, quant_max, grad_factor, axis, group_size);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> observe_minmax(const at::Tensor& x,
+                                                              std::optional<int64_t> axis,
+                                                              std::optional<int64_t> group_size) {
+  static const auto op =
+      handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+          const at::Tensor&, std::optional<int64_t>, std::optional<int64_t>)>(
+          "torchqat::observe_minmax");
+  return op.call(x, axis, group_size);
+}
+
+std::tuple<at::Tensor, at::Tensor> choose_qparams(const at::Tensor& min_val,
+                                                  const at::Tensor& max_val, int64_t quant_min,
+                                                  int64_t quant_max, bool symmetric) {
+  static const auto op =
+      handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, int64_t,
+                                                int64_t, bool)>("torchqat::choose_qparams");
+  return op.call(min_val, max_val, quant_min, quant_max, symmetric);
+}
+
+std::tuple<at::Tensor, at::Tensor> observe_fake_quantize_forward(
+    const at::Tensor& x, at::Tensor& min_val, at::Tensor& max_val, int64_t quant_min,
+    int64_t quant_max, bool symmetric, std::optional<double> averaging_constant, bool observe,
+    bool fake_quant, std::optional<int64_t> axis, std::optional<int64_t> group_size) {
+  static const auto op =
+      handle<std::tuple<at::Tensor, at::Tensor>(
+          const at::Tensor&, at::Tensor&, at::Tensor&, int64_t, int64_t, bool,
+          std::optional<double>, bool, bool, std::optional<int64_t>, std::optional<int64_t>)>(
+          "torchqat::observe_fake_quantize_forward");
+  return op.call(x, min_val, max_val, quant_min, quant_max, symmetric, averaging_constant,
+                 observe, fake_quant, axis, group_size);
+}
+
 }  // namespace torchqat::ops

@@ -34,4 +34,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lsq_fake_quantize_backward(
     std::optional<double> grad_factor, std::optional<int64_t> axis,
     std::optional<int64_t> group_size);
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> observe_minmax(const at::Tensor& x,
+                                                              std::optional<int64_t> axis,
+                                                              std::optional<int64_t> group_size);
+
+std::tuple<at::Tensor, at::Tensor> choose_qparams(const at::Tensor& min_val,
+                                                  const at::Tensor& max_val, int64_t quant_min,
+                                                  int64_t quant_max, bool symmetric);
+
+std::tuple<at::Tensor, at::Tensor> observe_fake_quantize_forward(
+    const at::Tensor& x, at::Tensor& min_val, at::Tensor& max_val, int64_t quant_min,
+    int64_t quant_max, bool symmetric, std::optional<double> averaging_constant, bool observe,
+    bool fake_quant, std::optional<int64_t> axis, std::optional<int64_t> group_size);
+
 }  // namespace torchqat::ops

@@ -7,34 +7,13 @@
 #include <torch/library.h>
 
 #include "fakequant/ops.h"
+#include "fakequant/prepare.h"
 #include "fakequant/qparams.h"
 
 namespace torchqat {
 namespace {
 
 constexpr const char* kOp = "observe_fake_quantize";
-
-std::tuple<at::Tensor, at::Tensor> observe_minmax(const at::Tensor& x,
-                                                  std::optional<int64_t> axis,
-                                                  std::optional<int64_t> group_size) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("torchqat::observe_minmax", "")
-          .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-              const at::Tensor&, std::optional<int64_t>, std::optional<int64_t>)>();
-  auto [lo, hi, nonfinite] = op.call(x, axis, group_size);
-  return {lo, hi};
-}
-
-std::tuple<at::Tensor, at::Tensor> choose_qparams(const at::Tensor& lo, const at::Tensor& hi,
-                                                  int64_t quant_min, int64_t quant_max,
-                                                  bool symmetric) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("torchqat::choose_qparams", "")
-                             .typed<std::tuple<at::Tensor, at::Tensor>(
-                                 const at::Tensor&, const at::Tensor&, int64_t, int64_t, bool)>();
-  return op.call(lo, hi, quant_min, quant_max, symmetric);
-}
 
 void update_range(const at::Tensor& lo, const at::Tensor& hi, at::Tensor& min_val,
                   at::Tensor& max_val, std::optional<double> averaging_constant) {
@@ -72,15 +51,15 @@ std::tuple<at::Tensor, at::Tensor> observe_fake_quantize_forward(
               stats, " for this granularity), got ", min_val.scalar_type(), " ", min_val.sizes(),
               " and ", max_val.scalar_type(), " ", max_val.sizes());
   if (observe && x.numel() > 0) {
-    auto [lo, hi] = observe_minmax(x.detach(), axis, group_size);
+    auto [lo, hi, nonfinite] = ops::observe_minmax(x.detach(), axis, group_size);
     update_range(lo, hi, min_val, max_val, averaging_constant);
   }
   if (!fake_quant) {
-    return {x.clone(), at::full({(x.numel() + 7) / 8}, 0xff, x.options().dtype(at::kByte))};
+    return {x.clone(), mask_like(x).fill_(0xff)};  // every gradient passes
   }
   const std::vector<int64_t> shape = g.param_shape.empty() ? std::vector<int64_t>{1} : g.param_shape;
-  auto [scale, zero_point] = choose_qparams(min_val.reshape(shape), max_val.reshape(shape),
-                                            quant_min, quant_max, symmetric);
+  auto [scale, zero_point] = ops::choose_qparams(min_val.reshape(shape), max_val.reshape(shape),
+                                                 quant_min, quant_max, symmetric);
   return ops::fake_quantize_forward(x, scale, zero_point, quant_min, quant_max, axis, group_size);
 }
 
@@ -91,26 +70,7 @@ std::tuple<at::Tensor, at::Tensor> observe_fake_quantize_meta(
     std::optional<int64_t> /*group_size*/) {
   check_input_dtype(kOp, x);
   check_quant_range(kOp, quant_min, quant_max);
-  return {at::empty_symint(x.sym_sizes(), x.options()),
-          at::empty_symint({(x.sym_numel() + 7) / 8}, x.options().dtype(at::kByte))};
-}
-
-std::tuple<at::Tensor, at::Tensor> call_forward(const at::Tensor& x, at::Tensor& min_val,
-                                                at::Tensor& max_val, int64_t quant_min,
-                                                int64_t quant_max, bool symmetric,
-                                                std::optional<double> averaging_constant,
-                                                bool observe, bool fake_quant,
-                                                std::optional<int64_t> axis,
-                                                std::optional<int64_t> group_size) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("torchqat::observe_fake_quantize_forward", "")
-          .typed<std::tuple<at::Tensor, at::Tensor>(
-              const at::Tensor&, at::Tensor&, at::Tensor&, int64_t, int64_t, bool,
-              std::optional<double>, bool, bool, std::optional<int64_t>,
-              std::optional<int64_t>)>();
-  return op.call(x, min_val, max_val, quant_min, quant_max, symmetric, averaging_constant,
-                 observe, fake_quant, axis, group_size);
+  return {at::empty_symint(x.sym_sizes(), x.options()), mask_like(x)};
 }
 
 using torch::autograd::AutogradContext;
@@ -125,8 +85,9 @@ class ObserveFakeQuantizeFunction
                             bool observe, bool fake_quant, std::optional<int64_t> axis,
                             std::optional<int64_t> group_size) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [output, mask] = call_forward(x, min_val, max_val, quant_min, quant_max, symmetric,
-                                       averaging_constant, observe, fake_quant, axis, group_size);
+    auto [output, mask] = ops::observe_fake_quantize_forward(
+        x, min_val, max_val, quant_min, quant_max, symmetric, averaging_constant, observe,
+        fake_quant, axis, group_size);
     ctx->save_for_backward({mask});
     return output;
   }
@@ -156,8 +117,9 @@ at::Tensor observe_fake_quantize_no_grad(const at::Tensor& x, at::Tensor& min_va
                                          std::optional<double> averaging_constant, bool observe,
                                          bool fake_quant, std::optional<int64_t> axis,
                                          std::optional<int64_t> group_size) {
-  return std::get<0>(call_forward(x, min_val, max_val, quant_min, quant_max, symmetric,
-                                  averaging_constant, observe, fake_quant, axis, group_size));
+  return std::get<0>(ops::observe_fake_quantize_forward(x, min_val, max_val, quant_min, quant_max,
+                                                       symmetric, averaging_constant, observe,
+                                                       fake_quant, axis, group_size));
 }
 
 }  // namespace
