@@ -3,6 +3,7 @@
 // are brought to the CPU by the Python observer.
 #include <torch/library.h>
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -28,40 +29,70 @@ void check_state(const char* op, const at::Tensor& counts, const at::Tensor& ran
               range.scalar_type(), " ", range.sizes());
 }
 
+// One read of a batch: its finite extremes and non-finite count and, when a
+// range is given, its histogram over that range (values outside it land in
+// the edge bins, so the caller keeps these counts only if the range covered
+// the batch). Each thread walks its share tile by tile, min/max first, so the
+// insertion re-reads a tile from cache rather than from memory.
+struct BatchScan {
+  float lo = INFINITY, hi = -INFINITY;
+  int64_t nonfinite = 0;
+  std::vector<int64_t> counts;
+};
+
+BatchScan scan_batch(const at::Tensor& x, int64_t bins, const kernels::HistogramRange* range) {
+  const int64_t numel = x.numel();
+  const auto dtype = kernel_dtype(x);
+  const auto& k = kernels::observer_kernels();
+  BatchScan total;
+  if (range) total.counts.assign(size_t(bins), 0);
+  std::mutex merge;
+  at::parallel_for(0, numel, kTileElements, [&](int64_t begin, int64_t end) {
+    BatchScan part;
+    if (range) part.counts.assign(size_t(bins), 0);  // a table per thread's share, not per tile
+    for (int64_t b = begin; b < end; b += kTileElements) {
+      const int64_t e = std::min(end, b + kTileElements);
+      k.minmax_range(dtype, x.const_data_ptr(), {1, numel}, {&part.lo, &part.hi, &part.nonfinite}, b, e);
+      if (range) k.histogram_add(dtype, x.const_data_ptr(), b, e, part.counts.data(), bins, range->lo, range->hi);
+    }
+    const std::lock_guard<std::mutex> lock(merge);  // min, max and integer sums: any order is exact
+    total.lo = std::min(total.lo, part.lo);
+    total.hi = std::max(total.hi, part.hi);
+    total.nonfinite += part.nonfinite;
+    for (size_t i = 0; i < part.counts.size(); ++i) total.counts[i] += part.counts[i];
+  });
+  return total;
+}
+
 at::Tensor histogram_observe_cpu(const at::Tensor& x_in, at::Tensor& counts, at::Tensor& range) {
   check_input_dtype(kObserve, x_in);
   check_state(kObserve, counts, range);
   TORCH_CHECK(x_in.is_cpu(), kObserve, ": x must be on the CPU, got ", x_in.device());
   const at::Tensor x = x_in.contiguous();
-  const int64_t numel = x.numel(), bins = counts.numel();
-  const auto dtype = kernel_dtype(x);
-  // The batch's finite extremes (and non-finite count) with the observer kernels.
-  float lo = INFINITY, hi = -INFINITY;
-  int64_t nonfinite = 0;
-  kernels::observer_kernels().minmax_range(dtype, x.const_data_ptr(), {1, std::max<int64_t>(numel, 1)},
-                                           {&lo, &hi, &nonfinite}, 0, numel);
-  if (lo <= hi) {
-    double* r = range.mutable_data_ptr<double>();
-    int64_t* c = counts.mutable_data_ptr<int64_t>();
-    kernels::HistogramRange current{r[0], r[1]};
-    if (!(current.lo < current.hi)) {
-      current = kernels::histogram_initial_range(lo, hi, bins);
-      std::fill(c, c + bins, 0);
+  const int64_t bins = counts.numel();
+  double* r = range.mutable_data_ptr<double>();
+  int64_t* c = counts.mutable_data_ptr<int64_t>();
+  kernels::HistogramRange current{r[0], r[1]};
+  const bool started = current.lo < current.hi;
+  // Once the range has settled, one pass does it all; a batch that widens
+  // the range (or the first batch) is inserted again over the new range.
+  BatchScan scan = scan_batch(x, bins, started ? &current : nullptr);
+  const auto nonfinite = at::scalar_tensor(scan.nonfinite, at::TensorOptions().dtype(at::kLong));
+  if (!(scan.lo <= scan.hi)) return nonfinite;  // nothing finite
+  const bool covered = started && scan.lo >= current.lo && scan.hi < current.hi;
+  if (!covered) {
+    if (started) {
+      kernels::histogram_widen(c, bins, &current, scan.lo, scan.hi);
     } else {
-      kernels::histogram_widen(c, bins, &current, lo, hi);
+      current = kernels::histogram_initial_range(scan.lo, scan.hi, bins);
+      std::fill(c, c + bins, 0);
     }
     r[0] = current.lo;
     r[1] = current.hi;
-    std::mutex merge;
-    parallel_over_tiles(numel, [&](int64_t /*tile*/, int64_t begin, int64_t end) {
-      std::vector<int64_t> local(size_t(bins), 0);
-      kernels::observer_kernels().histogram_add(dtype, x.const_data_ptr(), begin, end,
-                                                local.data(), bins, current.lo, current.hi);
-      const std::lock_guard<std::mutex> lock(merge);  // integer sums: any order is exact
-      for (int64_t b = 0; b < bins; ++b) c[b] += local[size_t(b)];
-    });
+    scan = scan_batch(x, bins, &current);
   }
-  return at::scalar_tensor(nonfinite, at::TensorOptions().dtype(at::kLong));
+  for (int64_t b = 0; b < bins; ++b) c[b] += scan.counts[size_t(b)];
+  return nonfinite;
 }
 
 at::Tensor histogram_clip_range_cpu(const at::Tensor& counts, const at::Tensor& range,

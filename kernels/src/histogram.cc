@@ -219,41 +219,38 @@ ClipRange clip_entropy(const int64_t* counts, int64_t bins, HistogramRange r, in
   // for one-signed data (post-ReLU with an unsigned range).
   const bool one_signed = r.lo >= 0.0 || r.hi <= 0.0;
   const int64_t quant_bins = std::max<int64_t>(one_signed ? levels : levels / 2, 1);
+  // KL(P || Q) per candidate i in O(quant_bins) from prefix sums over h:
+  // P is h[0, i) with the tail h[i, bins) added to its last bin, Q spreads each
+  // level's mass m over its n non-empty bins, and with T = sum P, S = sum Q:
+  //   KL = (sum p log p - sum p log q) / T + log(S / T),
+  //   sum p log q = sum over levels of (m + tail if last) * log(m / n).
+  const std::vector<double>& h = abs_hist;
+  std::vector<double> mass(size_t(bins + 1), 0.0), plogp(mass.size(), 0.0), nonzero(mass.size(), 0.0);
+  for (int64_t j = 0; j < bins; ++j) {
+    const double v = h[size_t(j)];
+    mass[size_t(j + 1)] = mass[size_t(j)] + v;
+    plogp[size_t(j + 1)] = plogp[size_t(j)] + (v > 0 ? v * std::log(v) : 0.0);
+    nonzero[size_t(j + 1)] = nonzero[size_t(j)] + (v != 0);
+  }
+  const double total = mass[size_t(bins)];
   double best = std::numeric_limits<double>::infinity();
   int64_t best_i = bins;
-  std::vector<double> p, q;
-  for (int64_t i = std::min(quant_bins, bins); i <= bins; ++i) {
-    p.assign(abs_hist.begin(), abs_hist.begin() + i);
-    for (int64_t j = i; j < bins; ++j) p.back() += abs_hist[size_t(j)];  // outliers clipped in
-    // Q: the first i bins merged into quant_bins levels, each spread evenly
-    // over the bins of its level that held data.
-    q.assign(size_t(i), 0.0);
+  for (int64_t i = std::min(quant_bins, bins); i <= bins && total > 0; ++i) {
+    const double kept = mass[size_t(i)], tail = total - kept, last = h[size_t(i - 1)];
+    if (kept == 0) continue;
+    if (last == 0 && tail > 0) continue;  // P has mass where Q has none: KL is infinite
+    const double p_last = last + tail;
+    const double p_log_p = plogp[size_t(i - 1)] + (p_last > 0 ? p_last * std::log(p_last) : 0.0);
     const int64_t merged = i / quant_bins;
+    double p_log_q = 0;
     for (int64_t level = 0; level < quant_bins; ++level) {
       const int64_t s = level * merged, e = level == quant_bins - 1 ? i : s + merged;
-      double mass = 0;
-      int64_t nonzero = 0;
-      for (int64_t j = s; j < e; ++j) {
-        mass += abs_hist[size_t(j)];
-        nonzero += abs_hist[size_t(j)] != 0;
-      }
-      for (int64_t j = s; j < e; ++j) {
-        if (abs_hist[size_t(j)] != 0) q[size_t(j)] = mass / double(nonzero);
-      }
+      const double m = mass[size_t(e)] - mass[size_t(s)];
+      if (m == 0) continue;
+      const double n = nonzero[size_t(e)] - nonzero[size_t(s)];
+      p_log_q += (level == quant_bins - 1 ? m + tail : m) * std::log(m / n);
     }
-    double p_sum = 0, q_sum = 0;
-    for (int64_t j = 0; j < i; ++j) p_sum += p[size_t(j)], q_sum += q[size_t(j)];
-    if (p_sum == 0 || q_sum == 0) continue;
-    double kl = 0;
-    for (int64_t j = 0; j < i; ++j) {
-      if (p[size_t(j)] == 0) continue;
-      if (q[size_t(j)] == 0) {
-        kl = std::numeric_limits<double>::infinity();
-        break;
-      }
-      const double pj = p[size_t(j)] / p_sum, qj = q[size_t(j)] / q_sum;
-      kl += pj * std::log(pj / qj);
-    }
+    const double kl = (p_log_p - p_log_q) / total + std::log(kept / total);
     if (kl < best) best = kl, best_i = i;
   }
   const double t = amax * double(best_i) / double(bins);

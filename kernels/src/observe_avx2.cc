@@ -20,7 +20,6 @@ int64_t histogram_add_avx2(DType dtype, const void* x, int64_t begin, int64_t en
   std::vector<uint32_t> even(size_t(bins + 1), 0), odd(size_t(bins + 1), 0);
   const __m256d vlo = _mm256_set1_pd(lo), vscale = _mm256_set1_pd(scale);
   const __m256i last = _mm256_set1_epi32(int32_t(bins - 1)), dump = _mm256_set1_epi32(int32_t(bins));
-  alignas(32) int32_t idx[8];
   int64_t nonfinite = 0;
   int64_t i = begin;
   const auto flush = [&] {
@@ -44,11 +43,15 @@ int64_t histogram_add_avx2(DType dtype, const void* x, int64_t begin, int64_t en
       __m256i b = _mm256_set_m128i(b_hi, b_lo);
       b = _mm256_min_epi32(_mm256_max_epi32(b, _mm256_setzero_si256()), last);
       b = _mm256_blendv_epi8(dump, b, _mm256_castps_si256(finite));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(idx), b);
-      ++even[size_t(idx[0])]; ++odd[size_t(idx[1])];
-      ++even[size_t(idx[2])]; ++odd[size_t(idx[3])];
-      ++even[size_t(idx[4])]; ++odd[size_t(idx[5])];
-      ++even[size_t(idx[6])]; ++odd[size_t(idx[7])];
+      // Indices leave the vector register in 64-bit pairs: a 32-byte store
+      // reloaded as eight 4-byte loads stalls store-to-load forwarding.
+      const __m128i b03 = _mm256_castsi256_si128(b), b47 = _mm256_extracti128_si256(b, 1);
+      const uint64_t i01 = uint64_t(_mm_cvtsi128_si64(b03)), i23 = uint64_t(_mm_extract_epi64(b03, 1));
+      const uint64_t i45 = uint64_t(_mm_cvtsi128_si64(b47)), i67 = uint64_t(_mm_extract_epi64(b47, 1));
+      ++even[uint32_t(i01)]; ++odd[i01 >> 32];
+      ++even[uint32_t(i23)]; ++odd[i23 >> 32];
+      ++even[uint32_t(i45)]; ++odd[i45 >> 32];
+      ++even[uint32_t(i67)]; ++odd[i67 >> 32];
     }
     flush();
   }

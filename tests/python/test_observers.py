@@ -19,6 +19,11 @@ CONFIGS = [
      lambda: ao.MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)),
     ("per-channel int8", dict(symmetric=True, ch_axis=0), MinMaxObserver,
      lambda: ao.PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)),
+    ("narrow symmetric int8", dict(symmetric=True, narrow_range=True), MinMaxObserver,
+     lambda: ao.MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric, quant_min=-127, quant_max=127)),
+    ("narrow per-channel int8", dict(symmetric=True, narrow_range=True, ch_axis=0), MinMaxObserver,
+     lambda: ao.PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
+                                         quant_min=-127, quant_max=127)),
     ("moving affine uint8", dict(bits=8, signed=False), MovingAverageMinMaxObserver,
      lambda: ao.MovingAverageMinMaxObserver(dtype=torch.quint8)),
     ("moving symmetric int8", dict(symmetric=True), MovingAverageMinMaxObserver,
@@ -312,6 +317,28 @@ def test_percentile_holds_the_mass():
     inside = float(((x >= lo) & (x <= hi)).float().mean())
     assert 0.989 <= inside <= 0.992
     torch.testing.assert_close(hi, float(x.abs().quantile(0.99)), rtol=0.01, atol=0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_running_histogram_equals_one_histogram_of_all_batches(threads):
+    # Batches inside the current range take the one-pass path, wider ones widen
+    # and re-insert; either way the counts equal a histogram of every value seen
+    # over the final range (widening merges whole bins).
+    gen = torch.Generator().manual_seed(3)
+    batches = [torch.randn(200_000, generator=gen) * s for s in (1.0, 0.5, 4.0, 1.0, 9.0)]
+    counts, rng = torch.zeros(1024, dtype=torch.long), torch.zeros(2, dtype=torch.double)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for b in batches:
+            torch.ops.torchqat.histogram_observe(b, counts, rng)
+    finally:
+        torch.set_num_threads(before)
+    lo, hi = rng.tolist()
+    x = torch.cat(batches).double()
+    assert lo <= float(x.min()) and float(x.max()) < hi
+    idx = ((x - lo) * (1024 / (hi - lo))).floor().long().clamp(0, 1023)
+    assert torch.equal(counts, torch.bincount(idx, minlength=1024))
 
 
 def test_histogram_state_nonfinite_and_errors():
