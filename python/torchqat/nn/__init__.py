@@ -1,0 +1,19 @@
+"""QAT modules: quantizers and the layers that use them."""
+
+from .conv_bn import QuantConvBn1d, QuantConvBn2d
+from .modules import (QuantAdd, QuantAttention, QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear,
+                      QuantMatMul)
+from .quantizer import Quantizer
+
+__all__ = [
+    "Quantizer",
+    "QuantLinear",
+    "QuantConv1d",
+    "QuantConv2d",
+    "QuantConvBn1d",
+    "QuantConvBn2d",
+    "QuantEmbedding",
+    "QuantMatMul",
+    "QuantAdd",
+    "QuantAttention",
+]
