@@ -12,8 +12,8 @@ BUILD_DIR := build/dev
 STAMPS := build/stamps
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-APT_PACKAGES := cmake g++ ccache libeigen3-dev libgtest-dev libbenchmark-dev dataset-fashion-mnist
-NATIVE_SOURCES := $(shell find kernels fakequant observers python/src cmake tests/cpp benchmarks \
+APT_PACKAGES := cmake g++ ccache zlib1g-dev libeigen3-dev libgtest-dev libbenchmark-dev dataset-fashion-mnist
+NATIVE_SOURCES := $(shell find kernels fakequant observers qat python/src cmake tests/cpp benchmarks examples/cpp \
 	-type f \( -name '*.cc' -o -name '*.cpp' -o -name '*.h' -o -name '*.cu' \
 	-o -name 'CMakeLists.txt' -o -name '*.cmake' \) 2>/dev/null) CMakeLists.txt pyproject.toml
 

@@ -97,4 +97,37 @@ std::tuple<at::Tensor, at::Tensor> observe_fake_quantize_forward(
                  observe, fake_quant, axis, group_size);
 }
 
+at::Tensor fake_quantize(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
+                         int64_t quant_min, int64_t quant_max, std::optional<int64_t> axis,
+                         std::optional<int64_t> group_size) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+                        std::optional<int64_t>, std::optional<int64_t>)>("torchqat::fake_quantize");
+  return op.call(x, scale, zero_point, quant_min, quant_max, axis, group_size);
+}
+
+at::Tensor lsq_fake_quantize(const at::Tensor& x, const at::Tensor& scale,
+                             const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
+                             std::optional<double> grad_factor, std::optional<int64_t> axis,
+                             std::optional<int64_t> group_size) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+                        std::optional<double>, std::optional<int64_t>, std::optional<int64_t>)>(
+          "torchqat::lsq_fake_quantize");
+  return op.call(x, scale, zero_point, quant_min, quant_max, grad_factor, axis, group_size);
+}
+
+at::Tensor observe_fake_quantize(const at::Tensor& x, at::Tensor& min_val, at::Tensor& max_val,
+                                 int64_t quant_min, int64_t quant_max, bool symmetric,
+                                 std::optional<double> averaging_constant, bool observe,
+                                 bool fake_quant, std::optional<int64_t> axis,
+                                 std::optional<int64_t> group_size) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, at::Tensor&, at::Tensor&, int64_t, int64_t, bool,
+                        std::optional<double>, bool, bool, std::optional<int64_t>,
+                        std::optional<int64_t>)>("torchqat::observe_fake_quantize");
+  return op.call(x, min_val, max_val, quant_min, quant_max, symmetric, averaging_constant, observe,
+                 fake_quant, axis, group_size);
+}
+
 }  // namespace torchqat::ops

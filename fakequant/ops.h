@@ -47,4 +47,20 @@ std::tuple<at::Tensor, at::Tensor> observe_fake_quantize_forward(
     int64_t quant_max, bool symmetric, std::optional<double> averaging_constant, bool observe,
     bool fake_quant, std::optional<int64_t> axis, std::optional<int64_t> group_size);
 
+// The differentiable public ops (autograd runs their backward).
+at::Tensor fake_quantize(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
+                         int64_t quant_min, int64_t quant_max, std::optional<int64_t> axis,
+                         std::optional<int64_t> group_size);
+
+at::Tensor lsq_fake_quantize(const at::Tensor& x, const at::Tensor& scale,
+                             const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
+                             std::optional<double> grad_factor, std::optional<int64_t> axis,
+                             std::optional<int64_t> group_size);
+
+at::Tensor observe_fake_quantize(const at::Tensor& x, at::Tensor& min_val, at::Tensor& max_val,
+                                 int64_t quant_min, int64_t quant_max, bool symmetric,
+                                 std::optional<double> averaging_constant, bool observe,
+                                 bool fake_quant, std::optional<int64_t> axis,
+                                 std::optional<int64_t> group_size);
+
 }  // namespace torchqat::ops
