@@ -162,3 +162,37 @@ def test_matmul_add_attention_and_embedding():
 def test_impossible_specs_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         QuantSpec(**kwargs)
+
+
+@pytest.mark.parametrize("spec", [
+    UINT8_A,
+    QuantSpec(bits=8, signed=False, symmetric=False, observer="minmax"),
+    QuantSpec(bits=4, signed=False, symmetric=False, estimator="lsq+", observer="minmax"),
+    QuantSpec(bits=4, signed=True, symmetric=True, estimator="lsq", observer="minmax"),
+    QuantSpec(fp8="e4m3"),
+    QuantSpec(bits=8, signed=False, symmetric=False, observer="histogram"),
+], ids=lambda s: s.describe() + " " + s.observer)
+def test_replay_rebuilds_the_quantized_tensor_bitwise(spec):
+    # Layers keep the quantizer's input and replay it in backward instead of
+    # keeping the quantized copy: the replay must be bitwise the forward's.
+    q = Quantizer(spec, name="x")
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x = torch.randn(4, 1000, generator=gen) * 3
+        y = q(x)
+        assert torch.equal(q.replay(x)(), y)
+
+
+def test_layer_gradients_with_recomputed_inputs_match_saved_ones():
+    torch.manual_seed(0)
+    lin = nn.Linear(32, 16)
+    q = QuantLinear.from_float(lin, INT8_W, UINT8_A, "fc")
+    x = torch.randn(8, 5, 32, requires_grad=True)
+    q(x).square().sum().backward()
+    grads = x.grad.clone(), lin.weight.grad.clone()
+    # the same step written out: quantized input and weight kept by autograd
+    x.grad, lin.weight.grad = None, None
+    q.input_quantizer.observer_enabled = False
+    xq = q.input_quantizer(x)
+    F.linear(xq, q._quantize_weight(lin.weight), lin.bias).square().sum().backward()
+    assert torch.equal(x.grad, grads[0]) and torch.equal(lin.weight.grad, grads[1])

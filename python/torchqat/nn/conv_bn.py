@@ -21,6 +21,7 @@ from torch import nn
 
 from ..qconfig import QuantSpec
 from .modules import QuantConv1d, QuantConv2d
+from .quantizer import recompute_saved
 
 
 class _ConvBnMixin:
@@ -66,12 +67,17 @@ class _ConvBnMixin:
         channel = (1, -1) + (1,) * (self.weight.dim() - 2)
         scale = self.bn_scale()
         w = self._quantize_weight(self.weight * scale.reshape(per_out_channel))
-        y = self._conv_forward(self._quantize_input(x), w, None)
+        xq, replay = self._quantize_input(x)
+        with recompute_saved([(xq, replay)]):
+            y = self._conv_forward(xq, w, None)
         if not batch_stats:
             return self._activate(y + self.folded_bias().reshape(channel))
         # Undo the running-statistics scale so BatchNorm normalises the conv
         # output with this batch's statistics (and updates the running ones).
-        y = y / scale.reshape(channel)
+        # The scale is detached here: batch normalisation is invariant to a
+        # positive per-channel scale of its input (up to eps), so its gradient
+        # through this division is zero, and autograd need not keep y for it.
+        y = y * (1.0 / scale.detach()).reshape(channel)
         if self.bias is not None:
             y = y + self.bias.reshape(channel)
         momentum = bn.momentum
@@ -79,7 +85,7 @@ class _ConvBnMixin:
         if momentum is None:  # cumulative average, as nn.BatchNorm
             momentum = 1.0 / float(bn.num_batches_tracked)
         y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, True, momentum, bn.eps)
-        return self._activate(y)
+        return F.relu_(y) if self.relu else y  # BatchNorm's backward does not need its output
 
     def folded_bias(self) -> torch.Tensor:
         """The bias of the deployed (folded) convolution."""

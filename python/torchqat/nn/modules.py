@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..qconfig import QuantSpec
-from .quantizer import Quantizer
+from .quantizer import Quantizer, recompute_saved
 
 
 def weight_stat_shape(spec: QuantSpec, weight_shape: Tuple[int, ...], name: str) -> Tuple[int, ...]:
@@ -64,8 +64,12 @@ class _QuantWeighted:
             shape = weight_stat_shape(weight_spec, tuple(self.weight.shape), name)
             self.weight_quantizer = Quantizer(weight_spec, shape, f"{name}.weight").to(device)
 
-    def _quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.input_quantizer is None else self.input_quantizer(x)
+    def _quantize_input(self, x: torch.Tensor):
+        """(quantized input, replay for recompute_saved)."""
+        if self.input_quantizer is None:
+            return x, None
+        xq = self.input_quantizer(x)
+        return xq, self.input_quantizer.replay(x.detach())
 
     def _quantize_weight(self, w: torch.Tensor) -> torch.Tensor:
         q = self.weight_quantizer
@@ -104,7 +108,11 @@ class QuantLinear(nn.Linear, _QuantWeighted):
         return new.train(mod.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._activate(F.linear(self._quantize_input(x), self._quantize_weight(self.weight), self.bias))
+        w = self._quantize_weight(self.weight)
+        xq, replay = self._quantize_input(x)
+        with recompute_saved([(xq, replay)]):
+            y = F.linear(xq, w, self.bias)
+        return self._activate(y)
 
 
 class _QuantConvNd(_QuantWeighted):
@@ -118,7 +126,10 @@ class _QuantConvNd(_QuantWeighted):
         return new.train(mod.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self._conv_forward(self._quantize_input(x), self._quantize_weight(self.weight), self.bias)
+        w = self._quantize_weight(self.weight)
+        xq, replay = self._quantize_input(x)
+        with recompute_saved([(xq, replay)]):
+            y = self._conv_forward(xq, w, self.bias)
         return self._activate(y)
 
 
@@ -168,7 +179,9 @@ class QuantMatMul(nn.Module):
         self.b_quantizer = activation_quantizer(act_spec, f"{name}.b")
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(self.a_quantizer(a), self.b_quantizer(b))
+        aq, bq = self.a_quantizer(a), self.b_quantizer(b)
+        with recompute_saved([(aq, self.a_quantizer.replay(a.detach())), (bq, self.b_quantizer.replay(b.detach()))]):
+            return torch.matmul(aq, bq)
 
 
 class QuantAdd(nn.Module):

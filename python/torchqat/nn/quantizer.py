@@ -3,7 +3,8 @@ for one tensor, with the switches a QAT schedule needs."""
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import contextlib
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -98,6 +99,20 @@ class Quantizer(nn.Module):
             x, self.min_val, self.max_val, self.quant_min, self.quant_max, self.spec.symmetric, c,
             self.observer_enabled, self.fake_quant_enabled, self.axis, self.group_size)
 
+    def replay(self, x: torch.Tensor) -> Optional[Callable[[], torch.Tensor]]:
+        """A function that fake-quantizes ``x`` again exactly as the forward
+        just did (the qparams in effect now are captured), or None when the
+        quantizer passes ``x`` through. Layers use it to keep ``x`` rather than
+        the quantized copy for backward (see ``recompute_saved``)."""
+        if not self.fake_quant_enabled or (self.learned and not self.initialised):
+            return None
+        scale, zero_point = self.qparams()
+        if self.spec.fp8:
+            fmt = self.spec.fp8
+            return lambda: fake_quantize_fp8(x, scale, fmt, self.axis, self.group_size)
+        qmin, qmax, axis, group = self.quant_min, self.quant_max, self.axis, self.group_size
+        return lambda: fake_quantize(x, scale, zero_point, qmin, qmax, axis, group)
+
     def _observe(self, x: torch.Tensor) -> None:
         """Fold x's range into min_val / max_val as the spec's observer says."""
         if x.numel() == 0:
@@ -187,3 +202,41 @@ class Quantizer(nn.Module):
             zp = self.zero_point.detach().round().clamp(self.quant_min, self.quant_max).to(torch.int32)
             return self.scale.detach().clamp_min(_EPS), zp
         return qparams_from_range(self.min_val, self.max_val, self.quant_min, self.quant_max, self.spec.symmetric)
+
+
+def recompute_saved(pairs):
+    """Inside this context, autograd saves, for each ``(quantized, replay)``
+    pair, nothing but ``replay`` (which holds the quantizer's input) in place
+    of the quantized tensor, and rebuilds the quantized tensor when backward
+    needs it. The input is usually alive anyway (saved by the layer before),
+    so a quantized layer keeps as much activation memory as the float layer,
+    for one elementwise pass more in backward."""
+    pairs = [(q, r) for q, r in pairs if r is not None]
+    if not pairs or not torch.is_grad_enabled():
+        return contextlib.nullcontext()
+
+    # Autograd may save a view of the quantized tensor (F.linear flattens a
+    # 3-D input): match by storage and rebuild the same view. The hooks hold
+    # no reference to the quantized tensors (saved variables keep the hooks).
+    recipes = [(q.untyped_storage().data_ptr(), tuple(q.shape), q.stride(), replay) for q, replay in pairs]
+
+    def pack(t):
+        if t.device.type == "meta" or t.layout != torch.strided:
+            return t
+        ptr = t.untyped_storage().data_ptr()
+        for storage, q_shape, q_stride, replay in recipes:
+            if ptr == storage:
+                return (replay, q_shape, q_stride, tuple(t.shape), t.stride(), t.storage_offset())
+        return t
+
+    def unpack(saved):
+        if not isinstance(saved, tuple):
+            return saved
+        replay, q_shape, q_stride, shape, stride, offset = saved
+        with torch.no_grad():
+            full = replay()
+            if full.stride() != q_stride:
+                full = torch.empty_strided(q_shape, q_stride, dtype=full.dtype, device=full.device).copy_(full)
+            return full.as_strided(shape, stride, offset)
+
+    return torch.autograd.graph.saved_tensors_hooks(pack, unpack)
