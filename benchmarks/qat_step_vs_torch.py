@@ -11,8 +11,10 @@ ResNet-18 fused for QAT; BERT: its Linear layers); torchao's QAT
 (``quantize_(model, QATConfig(...))``: int8 per-token activations, int8
 per-channel weights; torchao fake-quantizes Linear layers only, so on ResNet it
 covers the classifier alone). A step is forward, backward and an SGD
-(momentum) update; the median of ``--steps`` steps after warm-up, in a fresh
-process per variant. Training memory is the peak resident memory of training
+(momentum) update. The variants of a model are built side by side and their
+steps interleaved (one step of each in turn, ``--steps`` rounds after
+warm-up; the median per variant), so drift in this machine's speed hits them
+alike. Training memory is the peak resident memory of training
 above that of the built model and its inputs (activations, gradients,
 optimizer state), measured in a second fresh process in which glibc returns
 every block of 64 KB or more to the system when it is freed
@@ -155,12 +157,28 @@ def measure(make_model, loss_fn, steps: int, warmup: int = 3):
 
 
 def run_one(model_name: str, variant: str, threads: int, steps: int) -> None:
-    """Child process: one (model, variant), result as a JSON line."""
+    """Child process: the training memory of one (model, variant), as a JSON line."""
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore")
     variants, loss_fn = MODELS[model_name]()
-    seconds, peak = measure(variants[variant], loss_fn, steps)
-    print(json.dumps(dict(seconds=seconds, peak=peak)))
+    _, peak = measure(variants[variant], loss_fn, steps)
+    print(json.dumps(dict(peak=peak)))
+
+
+def interleaved_step_seconds(model_name: str, threads: int, steps: int, warmup: int = 3) -> dict:
+    torch.set_num_threads(threads)
+    variants, loss_fn = MODELS[model_name]()
+    step_fns = {}
+    for name, make in variants.items():
+        step_fns[name] = make_step(make().train(), loss_fn)
+    times = {name: [] for name in step_fns}
+    for round_ in range(warmup + steps):
+        for name, step in step_fns.items():
+            t0 = time.perf_counter()
+            step()
+            if round_ >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def resnet_case():
@@ -188,7 +206,7 @@ def _child(cmd, env):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", nargs="+", type=int, default=[2])
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--out", default="results/bench_qat_step.json")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -197,12 +215,11 @@ def main():
     rows = []
     for threads in args.threads:
         for model_name, names in VARIANTS.items():
+            seconds = interleaved_step_seconds(model_name, threads, args.steps)
             base = None
             for name in names:
-                cmd = [sys.executable, __file__, "--one", model_name, name, "--threads", str(threads),
-                       "--steps", str(args.steps)]
-                r = _child(cmd, {})
-                r["peak"] = _child(cmd, TIGHT_MALLOC)["peak"]
+                cmd = [sys.executable, __file__, "--one", model_name, name, "--threads", str(threads), "--steps", "3"]
+                r = dict(seconds=seconds[name], peak=_child(cmd, TIGHT_MALLOC)["peak"])
                 base = base or r
                 rows.append(dict(threads=threads, model=model_name, variant=name, step_ms=1e3 * r["seconds"],
                                  vs_float=r["seconds"] / base["seconds"], peak_mb=r["peak"] / 2**20,

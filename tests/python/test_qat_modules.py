@@ -49,7 +49,7 @@ def test_per_group_conv_weight_is_grouped_over_flattened_rows():
     amax = w.abs().amax(-1, keepdim=True)
     scale = amax / 7.5
     ref = (torch.round(w * (1.0 / scale)).clamp(-8, 7) * scale).reshape(conv.weight.shape)
-    torch.testing.assert_close(q._quantize_weight(conv.weight), ref)
+    torch.testing.assert_close(q._quantize_weight(conv.weight)[0], ref)
     with pytest.raises(ValueError, match="per-group size 32 does not divide its weight rows of 72"):
         QuantConv2d.from_float(conv, spec.replace(group_size=32), None, "conv")
 
@@ -194,5 +194,36 @@ def test_layer_gradients_with_recomputed_inputs_match_saved_ones():
     x.grad, lin.weight.grad = None, None
     q.input_quantizer.observer_enabled = False
     xq = q.input_quantizer(x)
-    F.linear(xq, q._quantize_weight(lin.weight), lin.bias).square().sum().backward()
+    F.linear(xq, q._quantize_weight(lin.weight)[0], lin.bias).square().sum().backward()
     assert torch.equal(x.grad, grads[0]) and torch.equal(lin.weight.grad, grads[1])
+
+
+@pytest.mark.parametrize("qconfig", [QConfig.int8(), QConfig.w4a4_lsq(), QConfig.w4a8(group_size=9)],
+                         ids=["int8", "w4a4_lsq", "w4a8"])
+def test_recomputation_gives_the_gradients_of_saving(qconfig, monkeypatch):
+    import contextlib
+
+    import torchqat.nn.conv_bn as conv_bn_module
+    import torchqat.nn.modules as modules
+
+    def run():
+        torch.manual_seed(0)
+        conv, bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        lin = nn.Linear(8 * 6 * 6, 5)
+        layers = [QuantConvBn2d.from_float(conv, bn, qconfig.weight, qconfig.activation, "c", relu=True),
+                  QuantConv2d.from_float(nn.Conv2d(8, 8, 3, padding=1), qconfig.weight, qconfig.activation, "d"),
+                  QuantLinear.from_float(lin, qconfig.weight, qconfig.activation, "fc")]
+        mm = QuantMatMul(qconfig.activation, "mm")
+        x = torch.randn(4, 3, 6, 6, requires_grad=True)
+        h = layers[1](layers[0](x))
+        out = layers[2](h.flatten(1))
+        mm(out, out.t()).square().sum().backward()
+        return [x.grad] + [p.grad for m in layers for p in m.parameters() if p.grad is not None]
+
+    recomputed = run()
+    monkeypatch.setattr(modules, "recompute_saved", lambda pairs: contextlib.nullcontext())
+    monkeypatch.setattr(conv_bn_module, "recompute_saved", lambda pairs: contextlib.nullcontext())
+    saved = run()
+    assert len(recomputed) == len(saved) > 5
+    for a, b in zip(recomputed, saved):
+        assert torch.equal(a, b)

@@ -66,9 +66,13 @@ class _ConvBnMixin:
         per_out_channel = (-1,) + (1,) * (self.weight.dim() - 1)
         channel = (1, -1) + (1,) * (self.weight.dim() - 2)
         scale = self.bn_scale()
-        w = self._quantize_weight(self.weight * scale.reshape(per_out_channel))
+        folded_scale = scale.reshape(per_out_channel)
+        # The folded weight is a temporary: backward recomputes it from the
+        # weight and this step's scale rather than keeping it.
+        w, w_replay = self._quantize_weight(self.weight * folded_scale,
+                                            lambda w=self.weight.detach(), s=folded_scale.detach(): w * s)
         xq, replay = self._quantize_input(x)
-        with recompute_saved([(xq, replay)]):
+        with recompute_saved([(xq, replay), (w, w_replay)]):
             y = self._conv_forward(xq, w, None)
         if not batch_stats:
             return self._activate(y + self.folded_bias().reshape(channel))

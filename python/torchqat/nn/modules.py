@@ -71,13 +71,19 @@ class _QuantWeighted:
         xq = self.input_quantizer(x)
         return xq, self.input_quantizer.replay(x.detach())
 
-    def _quantize_weight(self, w: torch.Tensor) -> torch.Tensor:
+    def _quantize_weight(self, w: torch.Tensor, source=None):
+        """(quantized weight, replay for recompute_saved). ``source``
+        recomputes ``w`` from live tensors when ``w`` is a temporary (the
+        BN-folded weight); by default ``w`` itself is kept."""
         q = self.weight_quantizer
         if q is None:
-            return w
-        if q.group_size is not None and w.dim() != 2:
-            return q(w.reshape(w.shape[0], -1)).reshape(w.shape)
-        return q(w)
+            return w, None
+        grouped = q.group_size is not None and w.dim() != 2
+        shape = w.shape
+        wq = q(w.reshape(shape[0], -1)).reshape(shape) if grouped else q(w)
+        source = source or (lambda w=w.detach(): w)
+        replay = q.replay(lambda: source().reshape(shape[0], -1) if grouped else source())
+        return wq, None if replay is None else (lambda: replay().reshape(shape))
 
     def _activate(self, y: torch.Tensor) -> torch.Tensor:
         return F.relu(y) if self.relu else y
@@ -108,9 +114,9 @@ class QuantLinear(nn.Linear, _QuantWeighted):
         return new.train(mod.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self._quantize_weight(self.weight)
+        w, w_replay = self._quantize_weight(self.weight)
         xq, replay = self._quantize_input(x)
-        with recompute_saved([(xq, replay)]):
+        with recompute_saved([(xq, replay), (w, w_replay)]):
             y = F.linear(xq, w, self.bias)
         return self._activate(y)
 
@@ -126,9 +132,9 @@ class _QuantConvNd(_QuantWeighted):
         return new.train(mod.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self._quantize_weight(self.weight)
+        w, w_replay = self._quantize_weight(self.weight)
         xq, replay = self._quantize_input(x)
-        with recompute_saved([(xq, replay)]):
+        with recompute_saved([(xq, replay), (w, w_replay)]):
             y = self._conv_forward(xq, w, self.bias)
         return self._activate(y)
 

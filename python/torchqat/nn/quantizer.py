@@ -99,19 +99,22 @@ class Quantizer(nn.Module):
             x, self.min_val, self.max_val, self.quant_min, self.quant_max, self.spec.symmetric, c,
             self.observer_enabled, self.fake_quant_enabled, self.axis, self.group_size)
 
-    def replay(self, x: torch.Tensor) -> Optional[Callable[[], torch.Tensor]]:
-        """A function that fake-quantizes ``x`` again exactly as the forward
-        just did (the qparams in effect now are captured), or None when the
-        quantizer passes ``x`` through. Layers use it to keep ``x`` rather than
-        the quantized copy for backward (see ``recompute_saved``)."""
+    def replay(self, x) -> Optional[Callable[[], torch.Tensor]]:
+        """A function that fake-quantizes ``x`` (a tensor, or a function that
+        recomputes it) again exactly as the forward just did (the qparams in
+        effect now are captured), or None when the quantizer passes ``x``
+        through. Layers use it to keep ``x`` rather than the quantized copy for
+        backward (see ``recompute_saved``)."""
         if not self.fake_quant_enabled or (self.learned and not self.initialised):
             return None
         scale, zero_point = self.qparams()
+        source = x if callable(x) else (lambda: x)
+        axis, group = self.axis, self.group_size
         if self.spec.fp8:
             fmt = self.spec.fp8
-            return lambda: fake_quantize_fp8(x, scale, fmt, self.axis, self.group_size)
-        qmin, qmax, axis, group = self.quant_min, self.quant_max, self.axis, self.group_size
-        return lambda: fake_quantize(x, scale, zero_point, qmin, qmax, axis, group)
+            return lambda: fake_quantize_fp8(source(), scale, fmt, axis, group)
+        qmin, qmax = self.quant_min, self.quant_max
+        return lambda: fake_quantize(source(), scale, zero_point, qmin, qmax, axis, group)
 
     def _observe(self, x: torch.Tensor) -> None:
         """Fold x's range into min_val / max_val as the spec's observer says."""
