@@ -79,4 +79,14 @@ TORCH_LIBRARY(torchqat, m) {
       "choose_qparams(Tensor min_val, Tensor max_val, int quant_min, int quant_max, "
       "bool symmetric) -> (Tensor scale, Tensor zero_point)",
       tags);
+
+  // Integer inference (the exported model): int8 weights packed once, uint8
+  // activations; output dequantized to float, or requantized to uint8 when
+  // out_scale / out_zero_point are given. multiplier = x_scale * w_scale[n].
+  m.def("pack_linear_int8(Tensor weight) -> (Tensor packed, Tensor col_sums)", tags);
+  m.def(
+      "linear_int8(Tensor x, int x_zero_point, Tensor packed, Tensor col_sums, "
+      "Tensor multiplier, Tensor? bias=None, float? out_scale=None, int? out_zero_point=None, "
+      "bool relu=False) -> Tensor",
+      tags);
 }

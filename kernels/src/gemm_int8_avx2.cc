@@ -1,0 +1,114 @@
+// AVX2 INT8 GEMM: 4 x 16 microkernel on int16 pairs (vpmaddwd), exact int32
+// accumulation; activations are widened to int16 pairs once per row block.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "torchqat/kernels/gemm_int8.h"
+#include "gemm_variants.h"
+
+namespace torchqat::kernels {
+namespace {
+
+constexpr int64_t kRows = 4;
+
+// acc[r][0..15] for rows r < rows over all k pairs of one panel; a16 holds the
+// rows' (a - 0) values as int16 pairs, row stride k_pairs * 2.
+template <int kRowsUsed>
+void microkernel(const int16_t* a16, int64_t k_pairs, const int16_t* panel, int32_t* acc /*[4][16]*/) {
+  __m256i c[kRowsUsed][2];
+  for (int r = 0; r < kRowsUsed; ++r) c[r][0] = c[r][1] = _mm256_setzero_si256();
+  for (int64_t j = 0; j < k_pairs; ++j) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + j * 32));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + j * 32 + 16));
+    for (int r = 0; r < kRowsUsed; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, a16 + r * k_pairs * 2 + j * 2, sizeof pair);
+      const __m256i a = _mm256_set1_epi32(pair);
+      c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(a, b0));
+      c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(a, b1));
+    }
+  }
+  for (int r = 0; r < kRowsUsed; ++r) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16), c[r][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8), c[r][1]);
+  }
+}
+
+// The epilogue for 8 consecutive full columns, vectorised with the same float
+// operations (in the same order) as gemm_epilogue.
+void epilogue8(const GemmInt8Args& args, int64_t m, int64_t n, __m256i acc) {
+  const int64_t at = m * args.ldc + n;
+  if (args.output == GemmOutput::kInt32) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<int32_t*>(args.out) + at), acc);
+    return;
+  }
+  __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(args.multiplier + n));
+  if (args.bias) v = _mm256_add_ps(v, _mm256_loadu_ps(args.bias + n));
+  if (args.output == GemmOutput::kFloat) {
+    if (args.relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
+    _mm256_storeu_ps(static_cast<float*>(args.out) + at, v);
+    return;
+  }
+  __m256 q = _mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(args.inv_out_scale)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  q = _mm256_add_ps(q, _mm256_set1_ps(float(args.out_zero)));
+  const float lo = args.relu ? float(args.out_zero) : 0.0f;
+  q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(lo)), _mm256_set1_ps(255.0f));
+  const __m256i i32 = _mm256_cvtps_epi32(q);  // exact: q is a whole number in [0, 255]
+  const __m128i i16 = _mm_packus_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+  const __m128i u8 = _mm_packus_epi16(i16, i16);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(args.out) + at), u8);
+}
+
+void gemm_avx2(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_t p_begin, int64_t p_end) {
+  const PackedInt8View& b = args.b;
+  const int64_t k_pairs = b.k_pairs();
+  std::vector<int16_t> a16(size_t(kRows * k_pairs * 2), 0);
+  alignas(32) int32_t acc[kRows * 16];
+  for (int64_t m0 = m_begin; m0 < m_end; m0 += kRows) {
+    const int64_t rows = std::min(kRows, m_end - m0);
+    for (int64_t r = 0; r < rows; ++r) {  // widen: a - 0 as int16, K padded with zeros
+      const uint8_t* src = args.a + (m0 + r) * args.lda;
+      int16_t* dst = a16.data() + r * k_pairs * 2;
+      for (int64_t kk = 0; kk < b.k; ++kk) dst[kk] = int16_t(src[kk]);
+    }
+    for (int64_t p = p_begin; p < p_end; ++p) {
+      const int16_t* panel = b.data + p * k_pairs * kPanel * 2;
+      switch (rows) {
+        case 4: microkernel<4>(a16.data(), k_pairs, panel, acc); break;
+        case 3: microkernel<3>(a16.data(), k_pairs, panel, acc); break;
+        case 2: microkernel<2>(a16.data(), k_pairs, panel, acc); break;
+        default: microkernel<1>(a16.data(), k_pairs, panel, acc); break;
+      }
+      const int64_t n0 = p * kPanel, cols = std::min(kPanel, b.n - n0);
+      for (int64_t r = 0; r < rows; ++r) {
+        // zero-point correction: acc - a_zero * col_sum
+        for (int64_t half = 0; half < 2; ++half) {
+          const int64_t n = n0 + half * 8;
+          const int64_t valid = std::min<int64_t>(8, cols - half * 8);
+          if (valid <= 0) break;
+          if (valid == 8) {
+            __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(acc + r * 16 + half * 8));
+            const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.col_sums + n));
+            v = _mm256_sub_epi32(v, _mm256_mullo_epi32(sums, _mm256_set1_epi32(args.a_zero)));
+            epilogue8(args, m0 + r, n, v);
+          } else {
+            for (int64_t c = 0; c < valid; ++c) {
+              const int32_t v = acc[r * 16 + half * 8 + c] - args.a_zero * b.col_sums[n + c];
+              gemm_epilogue(args, m0 + r, n + c, v);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+GemmInt8Kernels avx2_gemm_int8_kernels() { return {Isa::kAvx2, &gemm_avx2}; }
+
+}  // namespace torchqat::kernels

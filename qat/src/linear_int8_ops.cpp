@@ -1,0 +1,152 @@
+// The INT8 Linear ops of the exported model (CPU and Meta): weight packing
+// and the GEMM with its fused epilogue (kernels/gemm_int8.h).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+
+#include "torchqat/kernels/gemm_int8.h"
+
+namespace torchqat {
+namespace {
+
+namespace k = kernels;
+
+// The packed tensor: a header of kHeader int16 values (magic, packing
+// version, in_features low and high 16 bits) and the kernels' layout.
+constexpr int64_t kHeader = 4;
+constexpr int16_t kMagic = 0x7151;  // "Qq"
+constexpr int16_t kVersion = 1;
+
+int64_t packed_in_features(const int16_t* header) {
+  return int64_t(uint16_t(header[2])) | (int64_t(uint16_t(header[3])) << 16);
+}
+
+void check_packed(const char* op, const at::Tensor& packed, const at::Tensor& col_sums, int64_t n_k) {
+  TORCH_CHECK(packed.scalar_type() == at::kShort && packed.dim() == 1 && packed.is_contiguous() &&
+                  packed.numel() >= kHeader,
+              op, ": packed must be the contiguous 1-D int16 tensor from pack_linear_int8, got ",
+              packed.scalar_type(), " ", packed.sizes());
+  if (packed.device().is_cpu()) {
+    const int16_t* h = packed.const_data_ptr<int16_t>();
+    TORCH_CHECK(h[0] == kMagic, op, ": packed does not come from pack_linear_int8 (bad header)");
+    TORCH_CHECK(h[1] == kVersion, op, ": packed weights are of packing version ", h[1], "; this build reads ",
+                kVersion, ": pack the int8 weights again");
+    TORCH_CHECK(packed_in_features(h) == n_k, op, ": x has ", n_k, " features but the weights were packed for ",
+                packed_in_features(h));
+  }
+  TORCH_CHECK(col_sums.scalar_type() == at::kInt && col_sums.dim() == 1 && col_sums.is_contiguous(), op,
+              ": col_sums must be a contiguous 1-D int32 tensor (from pack_linear_int8), got ",
+              col_sums.scalar_type(), " ", col_sums.sizes());
+  const int64_t n = col_sums.numel();
+  TORCH_CHECK(packed.numel() == kHeader + k::packed_int16_count(n, n_k), op, ": packed holds ",
+              packed.numel() - kHeader, " values but ", n, "x", n_k, " weights (col_sums has ", n,
+              ") take ", k::packed_int16_count(n, n_k));
+}
+
+std::tuple<at::Tensor, at::Tensor> pack_linear_int8_cpu(const at::Tensor& weight) {
+  constexpr const char* op = "pack_linear_int8";
+  TORCH_CHECK(weight.scalar_type() == at::kChar && weight.dim() == 2, op,
+              ": weight must be a 2-D int8 tensor [out_features, in_features], got ", weight.scalar_type(),
+              " ", weight.sizes());
+  TORCH_CHECK(weight.size(1) <= k::kMaxK, op, ": in_features must be at most ", k::kMaxK,
+              " (the int32 accumulator's exact range), got ", weight.size(1));
+  const at::Tensor w = weight.contiguous();
+  const int64_t n = w.size(0), kk = w.size(1);
+  auto packed = at::empty({kHeader + k::packed_int16_count(n, kk)}, w.options().dtype(at::kShort));
+  auto col_sums = at::empty({n}, w.options().dtype(at::kInt));
+  int16_t* h = packed.mutable_data_ptr<int16_t>();
+  h[0] = kMagic;
+  h[1] = kVersion;
+  h[2] = int16_t(uint16_t(kk & 0xffff));
+  h[3] = int16_t(uint16_t(kk >> 16));
+  k::pack_int8_weights(w.const_data_ptr<int8_t>(), n, kk, kk, h + kHeader, col_sums.mutable_data_ptr<int32_t>());
+  return {packed, col_sums};
+}
+
+std::tuple<at::Tensor, at::Tensor> pack_linear_int8_meta(const at::Tensor& weight) {
+  TORCH_CHECK(weight.dim() == 2, "pack_linear_int8: weight must be 2-D, got ", weight.dim(), " dimensions");
+  const c10::SymInt n = weight.sym_size(0), kk = weight.sym_size(1);
+  const c10::SymInt count = kHeader + ((n + k::kPanel - 1) / k::kPanel) * ((kk + 1) / 2) * (k::kPanel * 2);
+  return {at::empty_symint({count}, weight.options().dtype(at::kShort)),
+          at::empty_symint({n}, weight.options().dtype(at::kInt))};
+}
+
+at::Tensor linear_int8_output(const at::Tensor& x, const c10::SymInt& n, bool requantize) {
+  auto shape = x.sym_sizes().vec();
+  shape.back() = n;
+  return at::empty_symint(shape, x.options().dtype(requantize ? at::kByte : at::kFloat));
+}
+
+at::Tensor linear_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
+                           const at::Tensor& col_sums, const at::Tensor& multiplier,
+                           const std::optional<at::Tensor>& bias, std::optional<double> out_scale,
+                           std::optional<int64_t> out_zero_point, bool relu) {
+  constexpr const char* op = "linear_int8";
+  TORCH_CHECK(x.scalar_type() == at::kByte && x.dim() >= 1 && x.is_cpu(), op,
+              ": x must be a uint8 CPU tensor [..., in_features], got ", x.scalar_type(), " on ", x.device());
+  const int64_t kk = x.size(-1);
+  check_packed(op, packed, col_sums, kk);
+  const int64_t n = col_sums.numel();
+  TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255, op, ": x_zero_point must be in [0, 255], got ",
+              x_zero_point);
+  TORCH_CHECK(multiplier.scalar_type() == at::kFloat && multiplier.numel() == n && multiplier.is_contiguous(),
+              op, ": multiplier must be a contiguous float32 tensor of ", n, " values, got ",
+              multiplier.scalar_type(), " ", multiplier.sizes());
+  if (bias) {
+    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->numel() == n && bias->is_contiguous(), op,
+                ": bias must be a contiguous float32 tensor of ", n, " values, got ", bias->scalar_type(),
+                " ", bias->sizes());
+  }
+  TORCH_CHECK(out_scale.has_value() == out_zero_point.has_value(), op,
+              ": give out_scale and out_zero_point together (uint8 output) or neither (float output)");
+  if (out_scale) {
+    TORCH_CHECK(std::isfinite(*out_scale) && *out_scale > 0, op, ": out_scale must be finite and > 0, got ",
+                *out_scale);
+    TORCH_CHECK(*out_zero_point >= 0 && *out_zero_point <= 255, op,
+                ": out_zero_point must be in [0, 255], got ", *out_zero_point);
+  }
+  const at::Tensor a = x.reshape({-1, kk}).contiguous();
+  const int64_t m = a.size(0);
+  at::Tensor out = linear_int8_output(x, c10::SymInt(n), out_scale.has_value());
+  k::GemmInt8Args args;
+  args.a = a.const_data_ptr<uint8_t>();
+  args.lda = kk;
+  args.a_zero = int32_t(x_zero_point);
+  args.b = {packed.const_data_ptr<int16_t>() + kHeader, col_sums.const_data_ptr<int32_t>(), n, kk};
+  args.m = m;
+  args.output = out_scale ? k::GemmOutput::kUint8 : k::GemmOutput::kFloat;
+  args.multiplier = multiplier.const_data_ptr<float>();
+  args.bias = bias ? bias->const_data_ptr<float>() : nullptr;
+  args.relu = relu;
+  args.inv_out_scale = out_scale ? float(1.0 / *out_scale) : 1.0f;
+  args.out_zero = int32_t(out_zero_point.value_or(0));
+  args.out = out.data_ptr();
+  args.ldc = n;
+  const auto& kernels = k::gemm_int8_kernels();
+  // Tasks own whole panels of output columns (every row): each weight panel
+  // is read by one thread, and rows are blocked inside the kernel.
+  at::parallel_for(0, args.b.panels(), 1, [&](int64_t pb, int64_t pe) { kernels.gemm(args, 0, m, pb, pe); });
+  return out;
+}
+
+at::Tensor linear_int8_meta(const at::Tensor& x, int64_t, const at::Tensor&, const at::Tensor& col_sums,
+                            const at::Tensor&, const std::optional<at::Tensor>&, std::optional<double> out_scale,
+                            std::optional<int64_t>, bool) {
+  return linear_int8_output(x, col_sums.sym_size(0), out_scale.has_value());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(torchqat, CPU, m) {
+  m.impl("pack_linear_int8", &pack_linear_int8_cpu);
+  m.impl("linear_int8", &linear_int8_cpu);
+}
+
+TORCH_LIBRARY_IMPL(torchqat, Meta, m) {
+  m.impl("pack_linear_int8", &pack_linear_int8_meta);
+  m.impl("linear_int8", &linear_int8_meta);
+}
+
+}  // namespace torchqat

@@ -1,0 +1,134 @@
+// INT8 GEMM: every variant bit-exact against the scalar reference, and the
+// reference against a plain int64 sum over the unpacked weights, on odd
+// shapes, extreme values and every epilogue.
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "torchqat/kernels/gemm_int8.h"
+
+namespace k = torchqat::kernels;
+
+namespace {
+
+const std::vector<int64_t> kSizes = {1, 2, 3, 7, 15, 16, 17, 31, 33, 64, 100, 257};
+
+struct Problem {
+  int64_t m, n, k;
+  std::vector<uint8_t> a;
+  std::vector<int8_t> b;
+  std::optional<k::PackedInt8Weights> packed;
+  std::vector<float> multiplier, bias;
+};
+
+Problem make_problem(int64_t m, int64_t n, int64_t kk, std::mt19937& gen, int fill) {
+  Problem p{m, n, kk, {}, {}, std::nullopt, {}, {}};
+  std::uniform_int_distribution<int> ua(0, 255), ub(-128, 127);
+  std::uniform_real_distribution<float> uf(1e-4f, 1e-2f), ubias(-3.0f, 3.0f);
+  p.a.resize(size_t(m * kk));
+  p.b.resize(size_t(n * kk));
+  for (auto& v : p.a) v = uint8_t(fill == 1 ? 255 : fill == 2 ? 0 : ua(gen));
+  for (auto& v : p.b) v = int8_t(fill == 1 ? -128 : fill == 2 ? 0 : ub(gen));
+  p.packed.emplace(p.b.data(), n, kk, kk);
+  for (int64_t i = 0; i < n; ++i) {
+    p.multiplier.push_back(uf(gen));
+    p.bias.push_back(ubias(gen));
+  }
+  return p;
+}
+
+template <class T>
+std::vector<T> run(const k::GemmInt8Kernels& kernels, const Problem& p, k::GemmInt8Args args) {
+  std::vector<T> out(size_t(p.m * p.n), T(7));
+  args.a = p.a.data();
+  args.lda = p.k;
+  args.b = p.packed->view();
+  args.m = p.m;
+  args.multiplier = p.multiplier.data();
+  args.out = out.data();
+  args.ldc = p.n;
+  kernels.gemm(args, 0, p.m, 0, args.b.panels());
+  return out;
+}
+
+class GemmVariant : public ::testing::TestWithParam<k::GemmInt8Kernels> {};
+
+TEST_P(GemmVariant, MatchesTheReferenceOnOddShapesAndExtremes) {
+  if (!k::isa_supported(GetParam().isa)) {
+    GTEST_SKIP() << "this CPU cannot run the " << k::isa_name(GetParam().isa) << " GEMM; its parity test did not run";
+  }
+  const auto& ref = k::gemm_int8_variants().front();
+  std::mt19937 gen(0);
+  int cases = 0;
+  for (int64_t m : kSizes) {
+    for (int64_t n : kSizes) {
+      for (int64_t kk : kSizes) {
+        if (m * n * kk > (int64_t{1} << 21)) continue;
+        for (int fill : {0, 1, 2}) {
+          if (fill != 0 && (m + n + kk) % 5 != 0) continue;  // extremes on a spread of shapes
+          const Problem p = make_problem(m, n, kk, gen, fill);
+          for (int32_t a_zero : {0, 128, 255}) {
+            k::GemmInt8Args args;
+            args.a_zero = a_zero;
+            const auto got = run<int32_t>(GetParam(), p, args);
+            ASSERT_EQ(got, run<int32_t>(ref, p, args)) << m << "x" << n << "x" << kk << " zero " << a_zero;
+            if (GetParam().isa == k::Isa::kScalar) {  // the reference against a plain sum
+              for (int64_t i = 0; i < m; ++i) {
+                for (int64_t j = 0; j < n; ++j) {
+                  int64_t s = 0;
+                  for (int64_t t = 0; t < kk; ++t) s += (int64_t(p.a[size_t(i * kk + t)]) - a_zero) * p.b[size_t(j * kk + t)];
+                  ASSERT_EQ(got[size_t(i * n + j)], s);
+                }
+              }
+            }
+          }
+          for (bool relu : {false, true}) {
+            k::GemmInt8Args args;
+            args.a_zero = 3;
+            args.relu = relu;
+            args.bias = relu ? p.bias.data() : nullptr;
+            args.output = k::GemmOutput::kFloat;
+            ASSERT_EQ(run<float>(GetParam(), p, args), run<float>(ref, p, args));
+            args.output = k::GemmOutput::kUint8;
+            args.inv_out_scale = 1.0f / 0.05f;
+            args.out_zero = relu ? 0 : 117;
+            ASSERT_EQ(run<uint8_t>(GetParam(), p, args), run<uint8_t>(ref, p, args));
+          }
+          ++cases;
+        }
+      }
+    }
+  }
+  EXPECT_GT(cases, 1000);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllVariants, GemmVariant, ::testing::ValuesIn(k::gemm_int8_variants()),
+                         [](const auto& info) { return std::string(k::isa_name(info.param.isa)); });
+
+TEST(GemmEpilogue, RequantizesHalfToEvenAndSaturates) {
+  const std::vector<int8_t> one = {1};
+  const k::PackedInt8Weights b(one.data(), 1, 1, 1);
+  const float multiplier = 1.0f;
+  for (auto [acc_in, expected] : std::vector<std::pair<int, int>>{{5, 2}, {7, 4}, {-3, 0}, {600, 255}, {3, 2}}) {
+    // acc = a - 0 with a = acc_in: v = acc, q = round_half_even(v / 2) + 0
+    const uint8_t a = uint8_t(std::max(acc_in, 0) > 255 ? 255 : std::max(acc_in, 0));
+    k::GemmInt8Args args;
+    args.a = &a;
+    args.lda = 1;
+    args.a_zero = acc_in < 0 ? 3 : (acc_in > 255 ? -345 : 0);
+    args.b = b.view();
+    args.m = 1;
+    args.output = k::GemmOutput::kUint8;
+    args.multiplier = &multiplier;
+    args.inv_out_scale = 0.5f;
+    uint8_t out = 0;
+    args.out = &out;
+    args.ldc = 1;
+    k::gemm_int8_reference(args, 0, 1, 0, 1);
+    EXPECT_EQ(int(out), expected) << acc_in;
+  }
+}
+
+}  // namespace

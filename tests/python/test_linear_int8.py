@@ -1,0 +1,105 @@
+"""The INT8 Linear ops of the exported model: exact against an int64
+reference in torch, every kernel variant, epilogues, shapes, bad input."""
+
+import pytest
+import torch
+
+import torchqat  # noqa: F401  (registers the ops)
+
+SIZES = [1, 2, 3, 7, 15, 16, 17, 31, 33, 64, 100, 257]
+
+
+def problem(m, n, k, seed=0, extreme=False):
+    gen = torch.Generator().manual_seed(seed)
+    if extreme:
+        x = torch.full((m, k), 255, dtype=torch.uint8)
+        w = torch.full((n, k), -128, dtype=torch.int8)
+    else:
+        x = torch.randint(0, 256, (m, k), generator=gen, dtype=torch.uint8)
+        w = torch.randint(-128, 128, (n, k), generator=gen, dtype=torch.int8)
+    multiplier = torch.rand(n, generator=gen) * 1e-3 + 1e-5
+    bias = torch.randn(n, generator=gen)
+    return x, w, multiplier, bias
+
+
+def reference(x, x_zero, w, multiplier, bias, out_scale=None, out_zero=None, relu=False):
+    acc = (x.long() - x_zero) @ w.long().t()
+    v = acc.float() * multiplier
+    if bias is not None:
+        v = v + bias
+    if out_scale is None:
+        return v.clamp_min(0) if relu else v
+    q = torch.round(v * torch.tensor(1.0 / out_scale, dtype=torch.float32)) + out_zero
+    return q.clamp(out_zero if relu else 0, 255).to(torch.uint8)
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2"])
+def test_matches_int64_reference_on_odd_shapes(isa):
+    if isa not in torchqat._C.supported_isas():
+        pytest.skip(f"this CPU cannot run the {isa} kernels; this parametrisation did not run")
+    before = torchqat._C.active_isa()
+    torchqat._C.set_isa(isa)
+    try:
+        for m in SIZES:
+            for n in SIZES[::2] + [257]:
+                for k in (1, 7, 16, 33, 257):
+                    x, w, mult, bias = problem(m, n, k, seed=m * 1000 + n + k, extreme=(m + n + k) % 7 == 0)
+                    packed, sums = torch.ops.torchqat.pack_linear_int8(w)
+                    for x_zero in (0, 131):
+                        got = torch.ops.torchqat.linear_int8(x, x_zero, packed, sums, mult, bias)
+                        assert torch.equal(got, reference(x, x_zero, w, mult, bias)), (m, n, k)
+                        got = torch.ops.torchqat.linear_int8(x, x_zero, packed, sums, mult, None, 0.05, 120,
+                                                             relu=True)
+                        assert torch.equal(got, reference(x, x_zero, w, mult, None, 0.05, 120, relu=True))
+    finally:
+        torchqat._C.set_isa(before)
+
+
+def test_batched_input_and_threads():
+    x, w, mult, bias = problem(2 * 3 * 50, 96, 128)
+    packed, sums = torch.ops.torchqat.pack_linear_int8(w)
+    x3 = x.reshape(2, 150, 128)
+    before = torch.get_num_threads()
+    outs = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        outs.append(torch.ops.torchqat.linear_int8(x3, 7, packed, sums, mult, bias, relu=True))
+    torch.set_num_threads(before)
+    assert outs[0].shape == (2, 150, 96)
+    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(outs[0].reshape(300, 96), reference(x, 7, w, mult, bias, relu=True))
+
+
+def test_meta_and_opcheck():
+    x, w, mult, bias = problem(5, 20, 40)
+    packed, sums = torch.ops.torchqat.pack_linear_int8(w)
+    out = torch.ops.torchqat.linear_int8(x.to("meta"), 3, packed.to("meta"), sums.to("meta"), mult.to("meta"))
+    assert out.shape == (5, 20) and out.dtype == torch.float32
+    torch.library.opcheck(torch.ops.torchqat.linear_int8.default, (x, 3, packed, sums, mult, bias, 0.1, 10, False))
+    torch.library.opcheck(torch.ops.torchqat.pack_linear_int8.default, (w,))
+
+
+def test_bad_input_is_named():
+    x, w, mult, bias = problem(4, 16, 32)
+    packed, sums = torch.ops.torchqat.pack_linear_int8(w)
+    op = torch.ops.torchqat.linear_int8
+    with pytest.raises(RuntimeError, match="x must be a uint8 CPU tensor"):
+        op(x.float(), 0, packed, sums, mult)
+    with pytest.raises(RuntimeError, match="x has 31 features but the weights were packed for 32"):
+        op(x[:, :31], 0, packed, sums, mult)
+    stale = packed.clone()
+    stale[1] = 0
+    with pytest.raises(RuntimeError, match="packing version 0; this build reads 1"):
+        op(x, 0, stale, sums, mult)
+    with pytest.raises(RuntimeError, match="does not come from pack_linear_int8"):
+        op(x, 0, torch.zeros_like(packed), sums, mult)
+    with pytest.raises(RuntimeError, match=r"x_zero_point must be in \[0, 255\]"):
+        op(x, 256, packed, sums, mult)
+    with pytest.raises(RuntimeError, match="multiplier must be a contiguous float32 tensor of 16 values"):
+        op(x, 0, packed, sums, mult[:8])
+    with pytest.raises(RuntimeError, match="give out_scale and out_zero_point together"):
+        op(x, 0, packed, sums, mult, None, 0.1)
+    with pytest.raises(RuntimeError, match="out_scale must be finite and > 0"):
+        op(x, 0, packed, sums, mult, None, 0.0, 3)
+    with pytest.raises(RuntimeError, match="weight must be a 2-D int8 tensor"):
+        torch.ops.torchqat.pack_linear_int8(w.float())
