@@ -12,20 +12,24 @@
 namespace torchqat::kernels {
 namespace {
 
-constexpr int64_t kRows = 4;
+constexpr int64_t kRows = 4;         // rows per microkernel
+constexpr int64_t kBlockRows = 64;   // rows widened together; each weight panel is read once per block
 
-// acc[r][0..15] for rows r < rows over all k pairs of one panel; a16 holds the
-// rows' (a - 0) values as int16 pairs, row stride k_pairs * 2.
+// acc[r][0..15] for rows r < kRowsUsed over all k pairs of one panel; a16
+// holds the rows' values as int16 pairs (row stride `stride`), the panel the
+// weights as int8 pairs, widened here (vpmovsxbw) and shared by every row.
 template <int kRowsUsed>
-void microkernel(const int16_t* a16, int64_t k_pairs, const int16_t* panel, int32_t* acc /*[4][16]*/) {
+void microkernel(const int16_t* a16, int64_t stride, int64_t k_pairs, const int8_t* panel,
+                 int32_t* acc /*[4][16]*/) {
   __m256i c[kRowsUsed][2];
   for (int r = 0; r < kRowsUsed; ++r) c[r][0] = c[r][1] = _mm256_setzero_si256();
   for (int64_t j = 0; j < k_pairs; ++j) {
-    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + j * 32));
-    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + j * 32 + 16));
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + j * 32));
+    const __m256i b0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(raw));
+    const __m256i b1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(raw, 1));
     for (int r = 0; r < kRowsUsed; ++r) {
       int32_t pair;
-      std::memcpy(&pair, a16 + r * k_pairs * 2 + j * 2, sizeof pair);
+      std::memcpy(&pair, a16 + r * stride + j * 2, sizeof pair);
       const __m256i a = _mm256_set1_epi32(pair);
       c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(a, b0));
       c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(a, b1));
@@ -63,45 +67,53 @@ void epilogue8(const GemmInt8Args& args, int64_t m, int64_t n, __m256i acc) {
   _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(args.out) + at), u8);
 }
 
+void finish_rows(const GemmInt8Args& args, const int32_t* acc, int64_t m0, int64_t rows, int64_t p) {
+  const PackedInt8View& b = args.b;
+  const int64_t n0 = p * kPanel, cols = std::min(kPanel, b.n - n0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t half = 0; half < 2; ++half) {  // acc - a_zero * col_sum, then the epilogue
+      const int64_t n = n0 + half * 8;
+      const int64_t valid = std::min<int64_t>(8, cols - half * 8);
+      if (valid <= 0) break;
+      if (valid == 8) {
+        __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + r * 16 + half * 8));
+        const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.col_sums + n));
+        v = _mm256_sub_epi32(v, _mm256_mullo_epi32(sums, _mm256_set1_epi32(args.a_zero)));
+        epilogue8(args, m0 + r, n, v);
+      } else {
+        for (int64_t c = 0; c < valid; ++c) {
+          gemm_epilogue(args, m0 + r, n + c, acc[r * 16 + half * 8 + c] - args.a_zero * b.col_sums[n + c]);
+        }
+      }
+    }
+  }
+}
+
 void gemm_avx2(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_t p_begin, int64_t p_end) {
   const PackedInt8View& b = args.b;
-  const int64_t k_pairs = b.k_pairs();
-  std::vector<int16_t> a16(size_t(kRows * k_pairs * 2), 0);
+  const int64_t k_pairs = b.k_pairs(), stride = k_pairs * 2;
+  std::vector<int16_t> a16(size_t(kBlockRows * stride), 0);
   alignas(32) int32_t acc[kRows * 16];
-  for (int64_t m0 = m_begin; m0 < m_end; m0 += kRows) {
-    const int64_t rows = std::min(kRows, m_end - m0);
-    for (int64_t r = 0; r < rows; ++r) {  // widen: a - 0 as int16, K padded with zeros
-      const uint8_t* src = args.a + (m0 + r) * args.lda;
-      int16_t* dst = a16.data() + r * k_pairs * 2;
+  for (int64_t mb = m_begin; mb < m_end; mb += kBlockRows) {
+    const int64_t block = std::min(kBlockRows, m_end - mb);
+    for (int64_t r = 0; r < block; ++r) {  // widen to int16, K padded with a zero
+      const uint8_t* src = args.a + (mb + r) * args.lda;
+      int16_t* dst = a16.data() + r * stride;
       for (int64_t kk = 0; kk < b.k; ++kk) dst[kk] = int16_t(src[kk]);
+      if (b.k % 2) dst[b.k] = 0;
     }
     for (int64_t p = p_begin; p < p_end; ++p) {
-      const int16_t* panel = b.data + p * k_pairs * kPanel * 2;
-      switch (rows) {
-        case 4: microkernel<4>(a16.data(), k_pairs, panel, acc); break;
-        case 3: microkernel<3>(a16.data(), k_pairs, panel, acc); break;
-        case 2: microkernel<2>(a16.data(), k_pairs, panel, acc); break;
-        default: microkernel<1>(a16.data(), k_pairs, panel, acc); break;
-      }
-      const int64_t n0 = p * kPanel, cols = std::min(kPanel, b.n - n0);
-      for (int64_t r = 0; r < rows; ++r) {
-        // zero-point correction: acc - a_zero * col_sum
-        for (int64_t half = 0; half < 2; ++half) {
-          const int64_t n = n0 + half * 8;
-          const int64_t valid = std::min<int64_t>(8, cols - half * 8);
-          if (valid <= 0) break;
-          if (valid == 8) {
-            __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(acc + r * 16 + half * 8));
-            const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.col_sums + n));
-            v = _mm256_sub_epi32(v, _mm256_mullo_epi32(sums, _mm256_set1_epi32(args.a_zero)));
-            epilogue8(args, m0 + r, n, v);
-          } else {
-            for (int64_t c = 0; c < valid; ++c) {
-              const int32_t v = acc[r * 16 + half * 8 + c] - args.a_zero * b.col_sums[n + c];
-              gemm_epilogue(args, m0 + r, n + c, v);
-            }
-          }
+      const int8_t* panel = b.data + p * k_pairs * kPanel * 2;
+      for (int64_t r0 = 0; r0 < block; r0 += kRows) {
+        const int64_t rows = std::min(kRows, block - r0);
+        const int16_t* a = a16.data() + r0 * stride;
+        switch (rows) {
+          case 4: microkernel<4>(a, stride, k_pairs, panel, acc); break;
+          case 3: microkernel<3>(a, stride, k_pairs, panel, acc); break;
+          case 2: microkernel<2>(a, stride, k_pairs, panel, acc); break;
+          default: microkernel<1>(a, stride, k_pairs, panel, acc); break;
         }
+        finish_rows(args, acc, mb + r0, rows, p);
       }
     }
   }

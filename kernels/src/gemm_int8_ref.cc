@@ -6,10 +6,10 @@
 
 namespace torchqat::kernels {
 
-void pack_int8_weights(const int8_t* b, int64_t n, int64_t k, int64_t ldb, int16_t* data,
+void pack_int8_weights(const int8_t* b, int64_t n, int64_t k, int64_t ldb, int8_t* data,
                        int32_t* col_sums) {
   const int64_t k_pairs = packed_k_pairs(k);
-  std::fill(data, data + packed_int16_count(n, k), int16_t{0});
+  std::fill(data, data + packed_bytes(n, k), int8_t{0});
   for (int64_t col = 0; col < n; ++col) {
     const int64_t panel = col / kPanel, lane = col % kPanel;
     int32_t sum = 0;

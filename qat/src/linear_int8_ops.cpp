@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "torchqat/kernels/gemm_int8.h"
 
@@ -13,26 +14,25 @@ namespace {
 
 namespace k = kernels;
 
-// The packed tensor: a header of kHeader int16 values (magic, packing
-// version, in_features low and high 16 bits) and the kernels' layout.
-constexpr int64_t kHeader = 4;
-constexpr int16_t kMagic = 0x7151;  // "Qq"
-constexpr int16_t kVersion = 1;
+// The packed tensor (int8): a header of kHeader bytes (magic "qQ", packing
+// version, reserved, in_features as 32 bits little-endian) and the kernels' layout.
+constexpr int64_t kHeader = 8;
+constexpr uint8_t kVersion = 2;
 
-int64_t packed_in_features(const int16_t* header) {
-  return int64_t(uint16_t(header[2])) | (int64_t(uint16_t(header[3])) << 16);
+int64_t packed_in_features(const uint8_t* h) {
+  return int64_t(h[4]) | (int64_t(h[5]) << 8) | (int64_t(h[6]) << 16) | (int64_t(h[7]) << 24);
 }
 
 void check_packed(const char* op, const at::Tensor& packed, const at::Tensor& col_sums, int64_t n_k) {
-  TORCH_CHECK(packed.scalar_type() == at::kShort && packed.dim() == 1 && packed.is_contiguous() &&
+  TORCH_CHECK(packed.scalar_type() == at::kChar && packed.dim() == 1 && packed.is_contiguous() &&
                   packed.numel() >= kHeader,
-              op, ": packed must be the contiguous 1-D int16 tensor from pack_linear_int8, got ",
+              op, ": packed must be the contiguous 1-D int8 tensor from pack_linear_int8, got ",
               packed.scalar_type(), " ", packed.sizes());
   if (packed.device().is_cpu()) {
-    const int16_t* h = packed.const_data_ptr<int16_t>();
-    TORCH_CHECK(h[0] == kMagic, op, ": packed does not come from pack_linear_int8 (bad header)");
-    TORCH_CHECK(h[1] == kVersion, op, ": packed weights are of packing version ", h[1], "; this build reads ",
-                kVersion, ": pack the int8 weights again");
+    const auto* h = reinterpret_cast<const uint8_t*>(packed.const_data_ptr<int8_t>());
+    TORCH_CHECK(h[0] == 'q' && h[1] == 'Q', op, ": packed does not come from pack_linear_int8 (bad header)");
+    TORCH_CHECK(h[2] == kVersion, op, ": packed weights are of packing version ", int(h[2]),
+                "; this build reads ", int(kVersion), ": pack the int8 weights again");
     TORCH_CHECK(packed_in_features(h) == n_k, op, ": x has ", n_k, " features but the weights were packed for ",
                 packed_in_features(h));
   }
@@ -40,9 +40,9 @@ void check_packed(const char* op, const at::Tensor& packed, const at::Tensor& co
               ": col_sums must be a contiguous 1-D int32 tensor (from pack_linear_int8), got ",
               col_sums.scalar_type(), " ", col_sums.sizes());
   const int64_t n = col_sums.numel();
-  TORCH_CHECK(packed.numel() == kHeader + k::packed_int16_count(n, n_k), op, ": packed holds ",
-              packed.numel() - kHeader, " values but ", n, "x", n_k, " weights (col_sums has ", n,
-              ") take ", k::packed_int16_count(n, n_k));
+  TORCH_CHECK(packed.numel() == kHeader + k::packed_bytes(n, n_k), op, ": packed holds ",
+              packed.numel() - kHeader, " bytes but ", n, "x", n_k, " weights (col_sums has ", n,
+              ") take ", k::packed_bytes(n, n_k));
 }
 
 std::tuple<at::Tensor, at::Tensor> pack_linear_int8_cpu(const at::Tensor& weight) {
@@ -54,14 +54,13 @@ std::tuple<at::Tensor, at::Tensor> pack_linear_int8_cpu(const at::Tensor& weight
               " (the int32 accumulator's exact range), got ", weight.size(1));
   const at::Tensor w = weight.contiguous();
   const int64_t n = w.size(0), kk = w.size(1);
-  auto packed = at::empty({kHeader + k::packed_int16_count(n, kk)}, w.options().dtype(at::kShort));
+  auto packed = at::empty({kHeader + k::packed_bytes(n, kk)}, w.options());
   auto col_sums = at::empty({n}, w.options().dtype(at::kInt));
-  int16_t* h = packed.mutable_data_ptr<int16_t>();
-  h[0] = kMagic;
-  h[1] = kVersion;
-  h[2] = int16_t(uint16_t(kk & 0xffff));
-  h[3] = int16_t(uint16_t(kk >> 16));
-  k::pack_int8_weights(w.const_data_ptr<int8_t>(), n, kk, kk, h + kHeader, col_sums.mutable_data_ptr<int32_t>());
+  int8_t* data = packed.mutable_data_ptr<int8_t>();
+  const uint8_t header[kHeader] = {'q', 'Q', kVersion, 0, uint8_t(kk), uint8_t(kk >> 8), uint8_t(kk >> 16),
+                                   uint8_t(kk >> 24)};
+  std::memcpy(data, header, kHeader);
+  k::pack_int8_weights(w.const_data_ptr<int8_t>(), n, kk, kk, data + kHeader, col_sums.mutable_data_ptr<int32_t>());
   return {packed, col_sums};
 }
 
@@ -69,7 +68,7 @@ std::tuple<at::Tensor, at::Tensor> pack_linear_int8_meta(const at::Tensor& weigh
   TORCH_CHECK(weight.dim() == 2, "pack_linear_int8: weight must be 2-D, got ", weight.dim(), " dimensions");
   const c10::SymInt n = weight.sym_size(0), kk = weight.sym_size(1);
   const c10::SymInt count = kHeader + ((n + k::kPanel - 1) / k::kPanel) * ((kk + 1) / 2) * (k::kPanel * 2);
-  return {at::empty_symint({count}, weight.options().dtype(at::kShort)),
+  return {at::empty_symint({count}, weight.options()),
           at::empty_symint({n}, weight.options().dtype(at::kInt))};
 }
 
@@ -114,7 +113,7 @@ at::Tensor linear_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::
   args.a = a.const_data_ptr<uint8_t>();
   args.lda = kk;
   args.a_zero = int32_t(x_zero_point);
-  args.b = {packed.const_data_ptr<int16_t>() + kHeader, col_sums.const_data_ptr<int32_t>(), n, kk};
+  args.b = {packed.const_data_ptr<int8_t>() + kHeader, col_sums.const_data_ptr<int32_t>(), n, kk};
   args.m = m;
   args.output = out_scale ? k::GemmOutput::kUint8 : k::GemmOutput::kFloat;
   args.multiplier = multiplier.const_data_ptr<float>();

@@ -88,8 +88,8 @@ def test_bad_input_is_named():
     with pytest.raises(RuntimeError, match="x has 31 features but the weights were packed for 32"):
         op(x[:, :31], 0, packed, sums, mult)
     stale = packed.clone()
-    stale[1] = 0
-    with pytest.raises(RuntimeError, match="packing version 0; this build reads 1"):
+    stale[2] = 1
+    with pytest.raises(RuntimeError, match="packing version 1; this build reads 2"):
         op(x, 0, stale, sums, mult)
     with pytest.raises(RuntimeError, match="does not come from pack_linear_int8"):
         op(x, 0, torch.zeros_like(packed), sums, mult)

@@ -4,13 +4,14 @@
 //
 // a: uint8 activations, row-major; b: int8 weights [N, K] (a Linear's weight),
 // symmetric (zero point 0). The weights are packed once (at export) into the
-// layout the microkernels read: int16 pairs (b[n, 2j], b[n, 2j + 1]) for
-// panels of kPanel consecutive output columns, K padded to even and N to a
-// whole panel with zeros; the packing also keeps each column's sum, so the
-// activation zero point costs one multiply-add per output.
+// layout the microkernels read: int8 pairs (b[n, 2j], b[n, 2j + 1]) for
+// panels of kPanel consecutive output columns (32 bytes per panel and pair),
+// K padded to even and N to a whole panel with zeros; the packing also keeps
+// each column's sum, so the activation zero point costs one multiply-add per
+// output.
 //
-// Products are formed by vpmaddwd on int16 (u8 and s8 widened), whose int32
-// pair sums cannot overflow: |a - 0| * |b| * 2 <= 255 * 128 * 2. The int32
+// Products are formed by vpmaddwd on int16 (u8 and s8 widened in registers),
+// whose int32 pair sums cannot overflow: 255 * 128 * 2 < 2^31. The int32
 // accumulator holds K <= kMaxK terms exactly.
 #pragma once
 
@@ -26,31 +27,29 @@ inline constexpr int64_t kMaxK = int64_t{1} << 16;  // 255 * 128 * 2^16 < 2^31
 
 inline int64_t packed_k_pairs(int64_t k) { return (k + 1) / 2; }
 inline int64_t packed_panels(int64_t n) { return (n + kPanel - 1) / kPanel; }
-inline int64_t packed_int16_count(int64_t n, int64_t k) {
-  return packed_panels(n) * packed_k_pairs(k) * kPanel * 2;
-}
+inline int64_t packed_bytes(int64_t n, int64_t k) { return packed_panels(n) * packed_k_pairs(k) * kPanel * 2; }
 
 // Packed weights as the kernels read them (storage owned by the caller).
 struct PackedInt8View {
-  const int16_t* data = nullptr;      // [panels][k_pairs][kPanel][2]
+  const int8_t* data = nullptr;       // [panels][k_pairs][kPanel][2]
   const int32_t* col_sums = nullptr;  // [n]: sum_k b[n, k]
   int64_t n = 0, k = 0;
   int64_t k_pairs() const { return packed_k_pairs(k); }
   int64_t panels() const { return packed_panels(n); }
 };
 
-// Packs b[n, k] (row stride ldb) into data[packed_int16_count(n, k)] and
+// Packs b[n, k] (row stride ldb) into data[packed_bytes(n, k)] and
 // col_sums[n].
-void pack_int8_weights(const int8_t* b, int64_t n, int64_t k, int64_t ldb, int16_t* data,
+void pack_int8_weights(const int8_t* b, int64_t n, int64_t k, int64_t ldb, int8_t* data,
                        int32_t* col_sums);
 
 // Owning packed weights (tests, benchmarks).
 struct PackedInt8Weights {
-  std::vector<int16_t> data;
+  std::vector<int8_t> data;
   std::vector<int32_t> col_sums;
   int64_t n = 0, k = 0;
   PackedInt8Weights(const int8_t* b, int64_t n_, int64_t k_, int64_t ldb)
-      : data(size_t(packed_int16_count(n_, k_))), col_sums(size_t(n_)), n(n_), k(k_) {
+      : data(size_t(packed_bytes(n_, k_))), col_sums(size_t(n_)), n(n_), k(k_) {
     pack_int8_weights(b, n, k, ldb, data.data(), col_sums.data());
   }
   PackedInt8View view() const { return {data.data(), col_sums.data(), n, k}; }
