@@ -1,4 +1,4 @@
-// AVX2 INT8 GEMM: 4 x 16 microkernel on int16 pairs (vpmaddwd), exact int32
+// AVX2 INT8 GEMM: 6 x 16 microkernel on int16 pairs (vpmaddwd), exact int32
 // accumulation; activations are widened to int16 pairs once per row block.
 #include <immintrin.h>
 
@@ -12,15 +12,15 @@
 namespace torchqat::kernels {
 namespace {
 
-constexpr int64_t kRows = 4;         // rows per microkernel
-constexpr int64_t kBlockRows = 64;   // rows widened together; each weight panel is read once per block
+constexpr int64_t kRows = 6;         // rows per microkernel: 12 accumulators, 2 weight registers
+constexpr int64_t kBlockRows = 60;   // rows widened together; each weight panel is read once per block
 
 // acc[r][0..15] for rows r < kRowsUsed over all k pairs of one panel; a16
 // holds the rows' values as int16 pairs (row stride `stride`), the panel the
 // weights as int8 pairs, widened here (vpmovsxbw) and shared by every row.
 template <int kRowsUsed>
 void microkernel(const int16_t* a16, int64_t stride, int64_t k_pairs, const int8_t* panel,
-                 int32_t* acc /*[4][16]*/) {
+                 int32_t* acc /*[kRows][16]*/) {
   __m256i c[kRowsUsed][2];
   for (int r = 0; r < kRowsUsed; ++r) c[r][0] = c[r][1] = _mm256_setzero_si256();
   for (int64_t j = 0; j < k_pairs; ++j) {
@@ -28,9 +28,9 @@ void microkernel(const int16_t* a16, int64_t stride, int64_t k_pairs, const int8
     const __m256i b0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(raw));
     const __m256i b1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(raw, 1));
     for (int r = 0; r < kRowsUsed; ++r) {
-      int32_t pair;
-      std::memcpy(&pair, a16 + r * stride + j * 2, sizeof pair);
-      const __m256i a = _mm256_set1_epi32(pair);
+      // vbroadcastss from memory: a load-port broadcast, no vector ALU slot.
+      const __m256i a = _mm256_castps_si256(
+          _mm256_broadcast_ss(reinterpret_cast<const float*>(a16 + r * stride + j * 2)));
       c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(a, b0));
       c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(a, b1));
     }
@@ -108,6 +108,8 @@ void gemm_avx2(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_t
         const int64_t rows = std::min(kRows, block - r0);
         const int16_t* a = a16.data() + r0 * stride;
         switch (rows) {
+          case 6: microkernel<6>(a, stride, k_pairs, panel, acc); break;
+          case 5: microkernel<5>(a, stride, k_pairs, panel, acc); break;
           case 4: microkernel<4>(a, stride, k_pairs, panel, acc); break;
           case 3: microkernel<3>(a, stride, k_pairs, panel, acc); break;
           case 2: microkernel<2>(a, stride, k_pairs, panel, acc); break;
