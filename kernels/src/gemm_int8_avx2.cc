@@ -15,18 +15,35 @@ namespace {
 constexpr int64_t kRows = 6;         // rows per microkernel: 12 accumulators, 2 weight registers
 constexpr int64_t kBlockRows = 60;   // rows widened together; each weight panel is read once per block
 
+// Weights of one k pair for 16 columns as two int16 registers (columns 0-7
+// and 8-15): from int8 (widened here, vpmovsxbw) or from a panel widened
+// beforehand (when many rows share it).
+struct Int8Panel {
+  const int8_t* p;
+  void load(int64_t j, __m256i* b0, __m256i* b1) const {
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + j * 32));
+    *b0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(raw));
+    *b1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(raw, 1));
+  }
+};
+struct Int16Panel {
+  const int16_t* p;
+  void load(int64_t j, __m256i* b0, __m256i* b1) const {
+    *b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + j * 32));
+    *b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + j * 32 + 16));
+  }
+};
+
 // acc[r][0..15] for rows r < kRowsUsed over all k pairs of one panel; a16
-// holds the rows' values as int16 pairs (row stride `stride`), the panel the
-// weights as int8 pairs, widened here (vpmovsxbw) and shared by every row.
-template <int kRowsUsed>
-void microkernel(const int16_t* a16, int64_t stride, int64_t k_pairs, const int8_t* panel,
+// holds the rows' values as int16 pairs (row stride `stride`).
+template <int kRowsUsed, class Panel>
+void microkernel(const int16_t* a16, int64_t stride, int64_t k_pairs, Panel panel,
                  int32_t* acc /*[kRows][16]*/) {
   __m256i c[kRowsUsed][2];
   for (int r = 0; r < kRowsUsed; ++r) c[r][0] = c[r][1] = _mm256_setzero_si256();
   for (int64_t j = 0; j < k_pairs; ++j) {
-    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + j * 32));
-    const __m256i b0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(raw));
-    const __m256i b1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(raw, 1));
+    __m256i b0, b1;
+    panel.load(j, &b0, &b1);
     for (int r = 0; r < kRowsUsed; ++r) {
       // vbroadcastss from memory: a load-port broadcast, no vector ALU slot.
       const __m256i a = _mm256_castps_si256(
@@ -38,6 +55,18 @@ void microkernel(const int16_t* a16, int64_t stride, int64_t k_pairs, const int8
   for (int r = 0; r < kRowsUsed; ++r) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16), c[r][0]);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8), c[r][1]);
+  }
+}
+
+template <class Panel>
+void run_microkernel(int64_t rows, const int16_t* a, int64_t stride, int64_t k_pairs, Panel panel, int32_t* acc) {
+  switch (rows) {
+    case 6: microkernel<6>(a, stride, k_pairs, panel, acc); break;
+    case 5: microkernel<5>(a, stride, k_pairs, panel, acc); break;
+    case 4: microkernel<4>(a, stride, k_pairs, panel, acc); break;
+    case 3: microkernel<3>(a, stride, k_pairs, panel, acc); break;
+    case 2: microkernel<2>(a, stride, k_pairs, panel, acc); break;
+    default: microkernel<1>(a, stride, k_pairs, panel, acc); break;
   }
 }
 
@@ -93,6 +122,7 @@ void gemm_avx2(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_t
   const PackedInt8View& b = args.b;
   const int64_t k_pairs = b.k_pairs(), stride = k_pairs * 2;
   std::vector<int16_t> a16(size_t(kBlockRows * stride), 0);
+  std::vector<int16_t> w16(size_t(k_pairs * kPanel * 2));
   alignas(32) int32_t acc[kRows * 16];
   for (int64_t mb = m_begin; mb < m_end; mb += kBlockRows) {
     const int64_t block = std::min(kBlockRows, m_end - mb);
@@ -104,16 +134,21 @@ void gemm_avx2(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_t
     }
     for (int64_t p = p_begin; p < p_end; ++p) {
       const int8_t* panel = b.data + p * k_pairs * kPanel * 2;
+      // A panel shared by several microkernel calls is widened once.
+      const bool widen = block > kRows;
+      if (widen) {
+        for (int64_t i = 0; i < k_pairs * kPanel * 2; i += 16) {
+          const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(panel + i));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(w16.data() + i), _mm256_cvtepi8_epi16(raw));
+        }
+      }
       for (int64_t r0 = 0; r0 < block; r0 += kRows) {
         const int64_t rows = std::min(kRows, block - r0);
         const int16_t* a = a16.data() + r0 * stride;
-        switch (rows) {
-          case 6: microkernel<6>(a, stride, k_pairs, panel, acc); break;
-          case 5: microkernel<5>(a, stride, k_pairs, panel, acc); break;
-          case 4: microkernel<4>(a, stride, k_pairs, panel, acc); break;
-          case 3: microkernel<3>(a, stride, k_pairs, panel, acc); break;
-          case 2: microkernel<2>(a, stride, k_pairs, panel, acc); break;
-          default: microkernel<1>(a, stride, k_pairs, panel, acc); break;
+        if (widen) {
+          run_microkernel(rows, a, stride, k_pairs, Int16Panel{w16.data()}, acc);
+        } else {
+          run_microkernel(rows, a, stride, k_pairs, Int8Panel{panel}, acc);
         }
         finish_rows(args, acc, mb + r0, rows, p);
       }
