@@ -242,21 +242,30 @@ def _prepare_graph(gm: fx.GraphModule, qconfig: QConfig, report: PrepareReport) 
     return gm
 
 
-def _swap_node(gm, n, mod, modules, qconfig, edge, report) -> None:
-    name = n.target
+def _layer_specs(name, mod, qconfig, edge, report):
+    """(weight spec, activation spec) for a float layer, or None when it stays
+    float (reported). Embeddings are swapped here, having no fusions."""
     if qconfig.is_skipped(name, mod):
         report.left_in_float.append((name, "skipped by the QConfig"))
-        return
+        return None
     weight_spec, act_spec = qconfig.specs_for(name, mod, edge)
     if type(mod) is nn.Embedding:
-        if weight_spec is None:
-            report.left_in_float.append((name, "no weight spec for it in the QConfig"))
-            return
-        gm.set_submodule(name, QuantEmbedding.from_float(mod, weight_spec, name))
-        report.quantized.append(name)
-        return
+        act_spec = None  # an embedding's input is indices
     if weight_spec is None and act_spec is None:
         report.left_in_float.append((name, "no specs for it in the QConfig"))
+        return None
+    return weight_spec, act_spec
+
+
+def _swap_node(gm, n, mod, modules, qconfig, edge, report) -> None:
+    name = n.target
+    specs = _layer_specs(name, mod, qconfig, edge, report)
+    if specs is None:
+        return
+    weight_spec, act_spec = specs
+    if type(mod) is nn.Embedding:
+        gm.set_submodule(name, QuantEmbedding.from_float(mod, weight_spec, name))
+        report.quantized.append(name)
         return
     follower, fused = _only_user(n), [name]
     bn = None
@@ -330,19 +339,13 @@ def _prepare_modules(model: nn.Module, qconfig: QConfig, report: PrepareReport) 
     edges = {layers[0], layers[-1]} if layers else set()
     for name, mod in named:
         if type(mod) in _SWAP or type(mod) is nn.Embedding:
-            if qconfig.is_skipped(name, mod):
-                report.left_in_float.append((name, "skipped by the QConfig"))
+            specs = _layer_specs(name, mod, qconfig, name in edges, report)
+            if specs is None:
                 continue
-            weight_spec, act_spec = qconfig.specs_for(name, mod, name in edges)
-            if type(mod) is nn.Embedding:
-                if weight_spec is not None:
-                    model.set_submodule(name, QuantEmbedding.from_float(mod, weight_spec, name))
-                    report.quantized.append(name)
-                continue
-            if weight_spec is None and act_spec is None:
-                report.left_in_float.append((name, "no specs for it in the QConfig"))
-                continue
-            model.set_submodule(name, _SWAP[type(mod)].from_float(mod, weight_spec, act_spec, name))
+            weight_spec, act_spec = specs
+            new = QuantEmbedding.from_float(mod, weight_spec, name) if type(mod) is nn.Embedding else \
+                _SWAP[type(mod)].from_float(mod, weight_spec, act_spec, name)
+            model.set_submodule(name, new)
             report.quantized.append(name)
         elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
             report.fused.append(f"(not folded: {name}; folding needs a torch.fx-traceable model)")

@@ -88,6 +88,15 @@ class _QuantWeighted:
     def _activate(self, y: torch.Tensor) -> torch.Tensor:
         return F.relu(y) if self.relu else y
 
+    def _quantized_forward(self, x: torch.Tensor, compute) -> torch.Tensor:
+        """compute(quantized input, quantized weight), autograd keeping the
+        float input and weight (see recompute_saved), then the fused ReLU."""
+        w, w_replay = self._quantize_weight(self.weight)
+        xq, replay = self._quantize_input(x)
+        with recompute_saved([(xq, replay), (w, w_replay)]):
+            y = compute(xq, w)
+        return self._activate(y)
+
     @staticmethod
     def _share_parameters(new: nn.Module, old: nn.Module) -> None:
         # The same Parameter objects: an optimizer or EMA built on the float
@@ -114,11 +123,7 @@ class QuantLinear(nn.Linear, _QuantWeighted):
         return new.train(mod.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w, w_replay = self._quantize_weight(self.weight)
-        xq, replay = self._quantize_input(x)
-        with recompute_saved([(xq, replay), (w, w_replay)]):
-            y = F.linear(xq, w, self.bias)
-        return self._activate(y)
+        return self._quantized_forward(x, lambda xq, w: F.linear(xq, w, self.bias))
 
 
 class _QuantConvNd(_QuantWeighted):
@@ -132,11 +137,7 @@ class _QuantConvNd(_QuantWeighted):
         return new.train(mod.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w, w_replay = self._quantize_weight(self.weight)
-        xq, replay = self._quantize_input(x)
-        with recompute_saved([(xq, replay), (w, w_replay)]):
-            y = self._conv_forward(xq, w, self.bias)
-        return self._activate(y)
+        return self._quantized_forward(x, lambda xq, w: self._conv_forward(xq, w, self.bias))
 
 
 class QuantConv1d(_QuantConvNd, nn.Conv1d):
