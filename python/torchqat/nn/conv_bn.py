@@ -79,8 +79,9 @@ class _ConvBnMixin:
         # Undo the running-statistics scale so BatchNorm normalises the conv
         # output with this batch's statistics (and updates the running ones).
         # The scale is detached here: batch normalisation is invariant to a
-        # positive per-channel scale of its input (up to eps), so its gradient
-        # through this division is zero, and autograd need not keep y for it.
+        # nonzero per-channel scale of its input (up to eps and its sign), so
+        # its gradient through this division is zero, and autograd need not
+        # keep y for it.
         y = y * (1.0 / scale.detach()).reshape(channel)
         if self.bias is not None:
             y = y + self.bias.reshape(channel)
