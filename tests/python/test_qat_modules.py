@@ -227,3 +227,27 @@ def test_recomputation_gives_the_gradients_of_saving(qconfig, monkeypatch):
     assert len(recomputed) == len(saved) > 5
     for a, b in zip(recomputed, saved):
         assert torch.equal(a, b)
+
+
+def test_conv_bn_training_step_quantizes_on_the_folded_grid():
+    # Training with batch statistics quantizes w on the grid of w * gamma/sigma
+    # without forming the product: the result is BN(conv(x, Q(w * s)) / s), as
+    # written out here, up to the float rounding of the product.
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6)
+    with torch.no_grad():
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(-1.5, 1.5)  # negative gammas too
+    ref_bn = copy.deepcopy(bn)
+    m = QuantConvBn2d.from_float(conv, bn, INT8_W, None, "c", relu=True)
+    s = m.bn_scale().detach()  # gamma / sigma before this step updates the running variance
+    w_ref = per_channel_reference(conv.weight.detach() * s.reshape(-1, 1, 1, 1), -127, 127)
+    x = torch.randn(4, 3, 8, 8)
+    y_ref = F.conv2d(x, w_ref, None, padding=1) / s.reshape(1, -1, 1, 1) + conv.bias.detach().reshape(1, -1, 1, 1)
+    expected = F.relu(ref_bn(y_ref))
+    torch.testing.assert_close(m(x), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(bn.running_mean, ref_bn.running_mean, rtol=1e-4, atol=1e-6)
+    q = m.weight_quantizer  # the range kept is that of the folded weight
+    folded = conv.weight.detach() * s.reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(q.max_val, folded.reshape(6, -1).amax(1), rtol=0, atol=0)
+    torch.testing.assert_close(q.min_val, folded.reshape(6, -1).amin(1), rtol=0, atol=0)

@@ -57,7 +57,6 @@ class _ConvBnMixin:
         return gamma * torch.rsqrt(bn.running_var + bn.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bn = self.bn
         if self.training:
             self.train_steps += 1
             if self.freeze_bn_after is not None and self.train_steps > self.freeze_bn_after:
@@ -66,12 +65,21 @@ class _ConvBnMixin:
         per_out_channel = (-1,) + (1,) * (self.weight.dim() - 1)
         channel = (1, -1) + (1,) * (self.weight.dim() - 2)
         scale = self.bn_scale()
+        xq, replay = self._quantize_input(x)
+        q = self.weight_quantizer
+        if batch_stats and q is not None and q.can_fold():
+            # conv(x, Q(w * scale)) / scale as conv(x, Q(w * scale) / scale):
+            # the weight is quantized on the folded grid without forming
+            # w * scale, and the conv output needs no division.
+            w, w_replay = q.forward_folded(self.weight, scale)
+            with recompute_saved([(xq, replay), (w, w_replay)]):
+                y = self._conv_forward(xq, w, None)
+            return self._batch_norm(y, channel)
         folded_scale = scale.reshape(per_out_channel)
         # The folded weight is a temporary: backward recomputes it from the
         # weight and this step's scale rather than keeping it.
         w, w_replay = self._quantize_weight(self.weight * folded_scale,
                                             lambda w=self.weight.detach(), s=folded_scale.detach(): w * s)
-        xq, replay = self._quantize_input(x)
         with recompute_saved([(xq, replay), (w, w_replay)]):
             y = self._conv_forward(xq, w, None)
         if not batch_stats:
@@ -83,6 +91,12 @@ class _ConvBnMixin:
         # its gradient through this division is zero, and autograd need not
         # keep y for it.
         y = y * (1.0 / scale.detach()).reshape(channel)
+        return self._batch_norm(y, channel)
+
+    def _batch_norm(self, y: torch.Tensor, channel) -> torch.Tensor:
+        """The conv bias, BatchNorm with this batch's statistics (updating the
+        running ones) and the fused ReLU."""
+        bn = self.bn
         if self.bias is not None:
             y = y + self.bias.reshape(channel)
         momentum = bn.momentum

@@ -99,6 +99,37 @@ class Quantizer(nn.Module):
             x, self.min_val, self.max_val, self.quant_min, self.quant_max, self.spec.symmetric, c,
             self.observer_enabled, self.fake_quant_enabled, self.axis, self.group_size)
 
+    def can_fold(self) -> bool:
+        """Whether forward_folded applies: symmetric signed integer weights,
+        per output channel, range of the current tensor, STE."""
+        spec = self.spec
+        return (spec.fp8 is None and not self.learned and spec.observer == "current" and spec.symmetric
+                and spec.signed and spec.granularity == "per_channel")
+
+    def forward_folded(self, w: torch.Tensor, channel_scale: torch.Tensor):
+        """``Q(w * c) / c`` for a positive-or-negative per-output-channel
+        ``c`` (BatchNorm's gamma / sigma), without forming ``w * c``: the
+        range of ``w * c`` is ``c`` times that of ``w`` (kept in min_val /
+        max_val), and quantizing ``w`` with step ``scale / |c|`` rounds
+        ``w * |c| / scale``, the same grid up to the float rounding of that
+        product. ``c`` gets no gradient here (batch normalisation after the
+        convolution is invariant to it). Returns (tensor, replay)."""
+        c = channel_scale.detach().reshape(-1)
+        with torch.no_grad():
+            lo, hi, _ = torch.ops.torchqat.observe_minmax(w.detach(), 0, None)
+            if self.observer_enabled or not self.observed:
+                self.min_val.copy_(torch.minimum(lo * c, hi * c))
+                self.max_val.copy_(torch.maximum(lo * c, hi * c))
+                self.observed = True
+        if not self.fake_quant_enabled:
+            return w, None
+        scale, zero_point = self.qparams()
+        step = scale / c.abs().clamp_min(_EPS)
+        qmin, qmax = self.quant_min, self.quant_max
+        w_detached = w.detach()
+        return (fake_quantize(w, step, zero_point, qmin, qmax, 0),
+                lambda: fake_quantize(w_detached, step, zero_point, qmin, qmax, 0))
+
     def replay(self, x) -> Optional[Callable[[], torch.Tensor]]:
         """A function that fake-quantizes ``x`` (a tensor, or a function that
         recomputes it) again exactly as the forward just did (the qparams in
