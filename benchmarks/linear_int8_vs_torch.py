@@ -6,8 +6,9 @@ run, for M (rows: batch x tokens) in {1, 16, 128, 1024} and N = K in
     python benchmarks/linear_int8_vs_torch.py [--threads 1 2] [--min-run-time 0.3]
 
 torchqat runs uint8 activations x int8 per-channel weights -> float output
-(bias and dequantization fused) and -> uint8 (requantized); PyTorch's quantized
-linear maps quint8 -> quint8. GOPS counts 2*M*N*K operations. Writes
+(bias and dequantization fused) and -> uint8 (requantized), and for M <= 16
+float activations x int4 weights in groups of 32 (weight-only); PyTorch's
+quantized linear maps quint8 -> quint8. GOPS counts 2*M*N*K operations. Writes
 results/bench_linear_int8.json and prints a markdown table.
 """
 
@@ -40,6 +41,12 @@ def cases(m: int, nk: int):
     ours = lambda: torch.ops.torchqat.linear_int8(x_u8, x_zero, packed, sums, multiplier, bias)  # noqa: E731
     ours_u8 = lambda: torch.ops.torchqat.linear_int8(x_u8, x_zero, packed, sums, multiplier, bias, 0.1, 128)  # noqa: E731,E501
     out = {"torchqat int8 -> f32": ours, "torchqat int8 -> u8": ours_u8, "float32 F.linear": lambda: F.linear(xf, wf, bias)}
+    if m <= 16:  # weight-only int4 for decoding: float activations, groups of 32 along K
+        groups = wf.reshape(nk, nk // 32, 32)
+        s4 = (groups.abs().amax(-1) / 7).clamp_min(1e-8)
+        q4 = torch.round(groups / s4[..., None]).clamp(-8, 7).to(torch.int8).reshape(nk, nk)
+        packed4 = torch.ops.torchqat.pack_linear_int4(q4)
+        out["torchqat int4 (g32) weight-only"] = lambda: torch.ops.torchqat.linear_int4(xf, packed4, s4, bias)
     try:
         torch.backends.quantized.engine = "x86"
         qw = torch.quantize_per_channel(wf, w_scale.double(), torch.zeros(nk, dtype=torch.long), 0, torch.qint8)

@@ -89,4 +89,8 @@ TORCH_LIBRARY(torchqat, m) {
       "Tensor multiplier, Tensor? bias=None, float? out_scale=None, int? out_zero_point=None, "
       "bool relu=False) -> Tensor",
       tags);
+  // INT4 weight-only (batch-1 decoding): int4 weights two per byte with a
+  // float scale per group of in_features; float activations and output.
+  m.def("pack_linear_int4(Tensor weight) -> Tensor", tags);
+  m.def("linear_int4(Tensor x, Tensor packed, Tensor scales, Tensor? bias=None) -> Tensor", tags);
 }

@@ -132,3 +132,50 @@ TEST(GemmEpilogue, RequantizesHalfToEvenAndSaturates) {
 }
 
 }  // namespace
+
+#include "torchqat/kernels/gemv_int4.h"
+
+namespace {
+
+TEST(GemvInt4, PackingRoundTripsAndVariantsAgreeWithTheReference) {
+  std::mt19937 gen(1);
+  std::uniform_int_distribution<int> uq(-8, 7);
+  std::uniform_real_distribution<float> ux(-2.0f, 2.0f), us(0.01f, 0.1f);
+  for (int64_t n : {1, 3, 4, 5, 17, 64}) {
+    for (int64_t kk : {32, 64, 256}) {
+      for (int64_t group : {32, 64, 128}) {
+        if (kk % group) continue;
+        std::vector<int8_t> q(size_t(n * kk));
+        for (auto& v : q) v = int8_t(uq(gen));
+        std::vector<uint8_t> packed(size_t(n * kk / 2));
+        k::pack_int4_weights(q.data(), n, kk, kk, packed.data());
+        for (int64_t r = 0; r < n; ++r) {
+          for (int64_t c = 0; c < kk; ++c) ASSERT_EQ(k::int4_at(packed.data() + r * kk / 2, c), q[size_t(r * kk + c)]);
+        }
+        std::vector<float> x(size_t(2 * kk)), scales(size_t(n * kk / group)), ref(size_t(2 * n)), got(ref.size());
+        for (auto& v : x) v = ux(gen);
+        for (auto& v : scales) v = us(gen);
+        k::GemvInt4Args args;
+        args.x = x.data();
+        args.m = 2;
+        args.n = n;
+        args.k = kk;
+        args.q = packed.data();
+        args.scales = scales.data();
+        args.group_size = group;
+        args.y = ref.data();
+        k::gemv_int4_reference(args, 0, n);
+        for (const auto& v : k::gemv_int4_variants()) {
+          if (!k::isa_supported(v.isa)) continue;  // the pytest parametrisations report skips
+          args.y = got.data();
+          v.gemv(args, 0, n);
+          for (size_t i = 0; i < ref.size(); ++i) {
+            ASSERT_NEAR(got[i], ref[i], 1e-4f * (1.0f + std::abs(ref[i]))) << k::isa_name(v.isa) << " " << n << "x" << kk;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace

@@ -1,0 +1,116 @@
+// The INT4 weight-only Linear ops of the exported model (CPU and Meta):
+// packing two weights per byte and the GEMV kernels (kernels/gemv_int4.h).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cstring>
+
+#include "torchqat/kernels/gemv_int4.h"
+
+namespace torchqat {
+namespace {
+
+namespace k = kernels;
+
+// The packed tensor (uint8): a header of kHeader bytes (magic "q4", packing
+// version, reserved, in_features as 32 bits little-endian) and [n][k / 2] bytes.
+constexpr int64_t kHeader = 8;
+constexpr uint8_t kVersion = 1;
+
+at::Tensor pack_linear_int4_cpu(const at::Tensor& weight) {
+  constexpr const char* op = "pack_linear_int4";
+  TORCH_CHECK(weight.scalar_type() == at::kChar && weight.dim() == 2, op,
+              ": weight must be a 2-D int8 tensor of int4 values [out_features, in_features], got ",
+              weight.scalar_type(), " ", weight.sizes());
+  const int64_t n = weight.size(0), kk = weight.size(1);
+  TORCH_CHECK(kk % k::kInt4Block == 0, op, ": in_features must be a multiple of ", k::kInt4Block, ", got ", kk);
+  const at::Tensor w = weight.contiguous();
+  TORCH_CHECK(w.numel() == 0 || (w.min().item<int8_t>() >= -8 && w.max().item<int8_t>() <= 7), op,
+              ": weight values must be int4, in [-8, 7]");
+  auto packed = at::empty({kHeader + n * kk / 2}, w.options().dtype(at::kByte));
+  uint8_t* data = packed.mutable_data_ptr<uint8_t>();
+  const uint8_t header[kHeader] = {'q', '4', kVersion, 0, uint8_t(kk), uint8_t(kk >> 8), uint8_t(kk >> 16),
+                                   uint8_t(kk >> 24)};
+  std::memcpy(data, header, kHeader);
+  k::pack_int4_weights(w.const_data_ptr<int8_t>(), n, kk, kk, data + kHeader);
+  return packed;
+}
+
+at::Tensor pack_linear_int4_meta(const at::Tensor& weight) {
+  TORCH_CHECK(weight.dim() == 2, "pack_linear_int4: weight must be 2-D, got ", weight.dim(), " dimensions");
+  return at::empty_symint({kHeader + weight.sym_size(0) * weight.sym_size(1) / 2}, weight.options().dtype(at::kByte));
+}
+
+at::Tensor linear_int4_output(const at::Tensor& x, const c10::SymInt& n) {
+  auto shape = x.sym_sizes().vec();
+  shape.back() = n;
+  return at::empty_symint(shape, x.options());
+}
+
+at::Tensor linear_int4_cpu(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
+                           const std::optional<at::Tensor>& bias) {
+  constexpr const char* op = "linear_int4";
+  TORCH_CHECK(x.scalar_type() == at::kFloat && x.dim() >= 1 && x.is_cpu(), op,
+              ": x must be a float32 CPU tensor [..., in_features], got ", x.scalar_type(), " on ", x.device());
+  const int64_t kk = x.size(-1);
+  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.dim() == 2 && scales.is_contiguous() &&
+                  scales.size(1) > 0,
+              op, ": scales must be a contiguous float32 tensor [out_features, groups], got ", scales.scalar_type(),
+              " ", scales.sizes());
+  const int64_t n = scales.size(0), groups = scales.size(1);
+  TORCH_CHECK(kk % groups == 0 && (kk / groups) % k::kInt4Block == 0, op, ": scales has ", groups,
+              " groups per row, which must split in_features (", kk, ") into groups of a multiple of ",
+              k::kInt4Block);
+  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.dim() == 1 && packed.is_contiguous() &&
+                  packed.numel() >= kHeader,
+              op, ": packed must be the contiguous 1-D uint8 tensor from pack_linear_int4, got ", packed.scalar_type(),
+              " ", packed.sizes());
+  const uint8_t* h = packed.const_data_ptr<uint8_t>();
+  TORCH_CHECK(h[0] == 'q' && h[1] == '4', op, ": packed does not come from pack_linear_int4 (bad header)");
+  TORCH_CHECK(h[2] == kVersion, op, ": packed weights are of packing version ", int(h[2]), "; this build reads ",
+              int(kVersion), ": pack the int4 weights again");
+  const int64_t packed_k = int64_t(h[4]) | (int64_t(h[5]) << 8) | (int64_t(h[6]) << 16) | (int64_t(h[7]) << 24);
+  TORCH_CHECK(packed_k == kk, op, ": x has ", kk, " features but the weights were packed for ", packed_k);
+  TORCH_CHECK(packed.numel() == kHeader + n * kk / 2, op, ": packed holds ", packed.numel() - kHeader,
+              " bytes but ", n, "x", kk, " int4 weights take ", n * kk / 2);
+  if (bias) {
+    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->numel() == n && bias->is_contiguous(), op,
+                ": bias must be a contiguous float32 tensor of ", n, " values, got ", bias->scalar_type(), " ",
+                bias->sizes());
+  }
+  const at::Tensor a = x.reshape({-1, kk}).contiguous();
+  at::Tensor out = linear_int4_output(x, c10::SymInt(n));
+  k::GemvInt4Args args;
+  args.x = a.const_data_ptr<float>();
+  args.m = a.size(0);
+  args.n = n;
+  args.k = kk;
+  args.q = h + kHeader;
+  args.scales = scales.const_data_ptr<float>();
+  args.group_size = kk / groups;
+  args.bias = bias ? bias->const_data_ptr<float>() : nullptr;
+  args.y = out.mutable_data_ptr<float>();
+  const auto& kernels = k::gemv_int4_kernels();
+  at::parallel_for(0, n, 64, [&](int64_t nb, int64_t ne) { kernels.gemv(args, nb, ne); });
+  return out;
+}
+
+at::Tensor linear_int4_meta(const at::Tensor& x, const at::Tensor&, const at::Tensor& scales,
+                            const std::optional<at::Tensor>&) {
+  return linear_int4_output(x, scales.sym_size(0));
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(torchqat, CPU, m) {
+  m.impl("pack_linear_int4", &pack_linear_int4_cpu);
+  m.impl("linear_int4", &linear_int4_cpu);
+}
+
+TORCH_LIBRARY_IMPL(torchqat, Meta, m) {
+  m.impl("pack_linear_int4", &pack_linear_int4_meta);
+  m.impl("linear_int4", &linear_int4_meta);
+}
+
+}  // namespace torchqat
