@@ -175,15 +175,19 @@ class QuantEmbedding(nn.Embedding):
                            self.norm_type, self.scale_grad_by_freq, self.sparse)
 
 
-class QuantMatMul(nn.Module):
-    """``torch.matmul(a, b)`` with both operands fake-quantized (attention's
-    Q·Kᵀ and P·V, or any activation-by-activation product)."""
+class _QuantBinary(nn.Module):
+    """An operation on two activations, each with its own quantizer."""
 
     def __init__(self, act_spec: QuantSpec, name: str = ""):
         super().__init__()
         self.layer_name = name
         self.a_quantizer = activation_quantizer(act_spec, f"{name}.a")
         self.b_quantizer = activation_quantizer(act_spec, f"{name}.b")
+
+
+class QuantMatMul(_QuantBinary):
+    """``torch.matmul(a, b)`` with both operands fake-quantized (attention's
+    Q·Kᵀ and P·V, or any activation-by-activation product)."""
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         aq, bq = self.a_quantizer(a), self.b_quantizer(b)
@@ -191,15 +195,9 @@ class QuantMatMul(nn.Module):
             return torch.matmul(aq, bq)
 
 
-class QuantAdd(nn.Module):
+class QuantAdd(_QuantBinary):
     """``a + b`` (a residual add) with both operands fake-quantized, as the
     deployed integer add sees them."""
-
-    def __init__(self, act_spec: QuantSpec, name: str = ""):
-        super().__init__()
-        self.layer_name = name
-        self.a_quantizer = activation_quantizer(act_spec, f"{name}.a")
-        self.b_quantizer = activation_quantizer(act_spec, f"{name}.b")
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.a_quantizer(a) + self.b_quantizer(b)
