@@ -91,6 +91,13 @@ TORCH_LIBRARY(torchqat, m) {
       tags);
   // INT4 weight-only (batch-1 decoding): int4 weights two per byte with a
   // float scale per group of in_features; float activations and output.
+  // INT8 Conv2d over the same packed weights (pack_linear_int8 of weight.flatten(1)):
+  // im2col (padding with x_zero_point) + the INT8 GEMM; output channels-last.
+  m.def(
+      "conv2d_int8(Tensor x, int x_zero_point, Tensor packed, Tensor col_sums, Tensor multiplier, "
+      "Tensor? bias, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
+      "float? out_scale=None, int? out_zero_point=None, bool relu=False) -> Tensor",
+      tags);
   m.def("pack_linear_int4(Tensor weight) -> Tensor", tags);
   m.def("linear_int4(Tensor x, Tensor packed, Tensor scales, Tensor? bias=None) -> Tensor", tags);
 }

@@ -1,5 +1,6 @@
-// The INT8 Linear ops of the exported model (CPU and Meta): weight packing
-// and the GEMM with its fused epilogue (kernels/gemm_int8.h).
+// The INT8 Linear and Conv2d ops of the exported model (CPU and Meta):
+// weight packing and the GEMM with its fused epilogue (kernels/gemm_int8.h);
+// Conv2d is im2col (padding with the input zero point) + the same GEMM.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -136,16 +137,90 @@ at::Tensor linear_int8_meta(const at::Tensor& x, int64_t, const at::Tensor&, con
   return linear_int8_output(x, col_sums.sym_size(0), out_scale.has_value());
 }
 
+struct ConvGeometry {
+  int64_t n, c, h, w, kh, kw, oh, ow;
+};
+
+ConvGeometry conv_geometry(const char* op, c10::IntArrayRef x_sizes, c10::IntArrayRef kernel,
+                           c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+  TORCH_CHECK(x_sizes.size() == 4, op, ": x must be 4-D [N, C, H, W], got ", x_sizes);
+  for (int i = 0; i < 2; ++i) {
+    TORCH_CHECK(kernel[i] > 0 && stride[i] > 0 && dilation[i] > 0 && padding[i] >= 0, op,
+                ": kernel_size, stride and dilation must be positive and padding >= 0, got ", kernel, ", ", stride,
+                ", ", dilation, ", ", padding);
+  }
+  ConvGeometry g{x_sizes[0], x_sizes[1], x_sizes[2], x_sizes[3], kernel[0], kernel[1], 0, 0};
+  g.oh = (g.h + 2 * padding[0] - dilation[0] * (g.kh - 1) - 1) / stride[0] + 1;
+  g.ow = (g.w + 2 * padding[1] - dilation[1] * (g.kw - 1) - 1) / stride[1] + 1;
+  TORCH_CHECK(g.oh > 0 && g.ow > 0, op, ": the kernel does not fit the padded input ", x_sizes);
+  return g;
+}
+
+// [N, OH, OW, O] results viewed as NCHW (channels-last strides).
+at::Tensor as_nchw(const at::Tensor& rows, const ConvGeometry& g) {
+  return rows.view({g.n, g.oh, g.ow, rows.size(-1)}).permute({0, 3, 1, 2});
+}
+
+at::Tensor conv2d_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
+                           const at::Tensor& col_sums, const at::Tensor& multiplier,
+                           const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel, c10::IntArrayRef stride,
+                           c10::IntArrayRef padding, c10::IntArrayRef dilation, std::optional<double> out_scale,
+                           std::optional<int64_t> out_zero_point, bool relu) {
+  constexpr const char* op = "conv2d_int8";
+  TORCH_CHECK(x.scalar_type() == at::kByte && x.is_cpu(), op, ": x must be a uint8 CPU tensor, got ",
+              x.scalar_type(), " on ", x.device());
+  TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255, op, ": x_zero_point must be in [0, 255], got ",
+              x_zero_point);
+  const ConvGeometry g = conv_geometry(op, x.sizes(), kernel, stride, padding, dilation);
+  // im2col in channels-last order of the patch rows: (c, kh, kw) as weight.flatten(1).
+  const at::Tensor src = x.contiguous();
+  const int64_t patch = g.c * g.kh * g.kw;
+  at::Tensor cols = at::empty({g.n * g.oh * g.ow, patch}, x.options());
+  const uint8_t* in = src.const_data_ptr<uint8_t>();
+  uint8_t* out = cols.mutable_data_ptr<uint8_t>();
+  at::parallel_for(0, g.n * g.oh * g.ow, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t b = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
+      uint8_t* dst = out + r * patch;
+      for (int64_t c = 0; c < g.c; ++c) {
+        for (int64_t ky = 0; ky < g.kh; ++ky) {
+          const int64_t iy = oy * stride[0] - padding[0] + ky * dilation[0];
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t ix = ox * stride[1] - padding[1] + kx * dilation[1];
+            const bool inside = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+            *dst++ = inside ? in[((b * g.c + c) * g.h + iy) * g.w + ix] : uint8_t(x_zero_point);  // pad = real 0
+          }
+        }
+      }
+    }
+  });
+  return as_nchw(linear_int8_cpu(cols, x_zero_point, packed, col_sums, multiplier, bias, out_scale, out_zero_point,
+                                 relu),
+                 g);
+}
+
+at::Tensor conv2d_int8_meta(const at::Tensor& x, int64_t, const at::Tensor&, const at::Tensor& col_sums,
+                            const at::Tensor&, const std::optional<at::Tensor>&, c10::IntArrayRef kernel,
+                            c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                            std::optional<double> out_scale, std::optional<int64_t>, bool) {
+  const ConvGeometry g = conv_geometry("conv2d_int8", x.sizes(), kernel, stride, padding, dilation);
+  const auto rows = at::empty({g.n * g.oh * g.ow, col_sums.size(0)},
+                              x.options().dtype(out_scale ? at::kByte : at::kFloat));
+  return as_nchw(rows, g);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(torchqat, CPU, m) {
   m.impl("pack_linear_int8", &pack_linear_int8_cpu);
   m.impl("linear_int8", &linear_int8_cpu);
+  m.impl("conv2d_int8", &conv2d_int8_cpu);
 }
 
 TORCH_LIBRARY_IMPL(torchqat, Meta, m) {
   m.impl("pack_linear_int8", &pack_linear_int8_meta);
   m.impl("linear_int8", &linear_int8_meta);
+  m.impl("conv2d_int8", &conv2d_int8_meta);
 }
 
 }  // namespace torchqat
