@@ -5,6 +5,20 @@
 #include "torchqat/kernels/gemm_int8.h"
 
 namespace torchqat::kernels {
+namespace {
+
+// The widest variant of a list (ordered by ISA) that the active ISA can run.
+template <class Kernels>
+const Kernels& widest_runnable(const std::vector<Kernels>& variants) {
+  const Isa isa = active_isa();
+  const Kernels* best = &variants.front();
+  for (const auto& v : variants) {
+    if (static_cast<int>(v.isa) <= static_cast<int>(isa)) best = &v;
+  }
+  return *best;
+}
+
+}  // namespace
 
 const std::vector<GemmInt8Kernels>& gemm_int8_variants() {
   static const std::vector<GemmInt8Kernels> variants = {
@@ -16,14 +30,7 @@ const std::vector<GemmInt8Kernels>& gemm_int8_variants() {
   return variants;
 }
 
-const GemmInt8Kernels& gemm_int8_kernels() {
-  const Isa isa = active_isa();
-  const GemmInt8Kernels* best = &gemm_int8_variants().front();
-  for (const auto& v : gemm_int8_variants()) {
-    if (static_cast<int>(v.isa) <= static_cast<int>(isa)) best = &v;
-  }
-  return *best;
-}
+const GemmInt8Kernels& gemm_int8_kernels() { return widest_runnable(gemm_int8_variants()); }
 
 const std::vector<GemvInt4Kernels>& gemv_int4_variants() {
   static const std::vector<GemvInt4Kernels> variants = {
@@ -35,13 +42,6 @@ const std::vector<GemvInt4Kernels>& gemv_int4_variants() {
   return variants;
 }
 
-const GemvInt4Kernels& gemv_int4_kernels() {
-  const Isa isa = active_isa();
-  const GemvInt4Kernels* best = &gemv_int4_variants().front();
-  for (const auto& v : gemv_int4_variants()) {
-    if (static_cast<int>(v.isa) <= static_cast<int>(isa)) best = &v;
-  }
-  return *best;
-}
+const GemvInt4Kernels& gemv_int4_kernels() { return widest_runnable(gemv_int4_variants()); }
 
 }  // namespace torchqat::kernels

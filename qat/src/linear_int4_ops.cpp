@@ -4,8 +4,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <cstring>
 
+#include "packed_header.h"
 #include "torchqat/kernels/gemv_int4.h"
 
 namespace torchqat {
@@ -13,10 +13,9 @@ namespace {
 
 namespace k = kernels;
 
-// The packed tensor (uint8): a header of kHeader bytes (magic "q4", packing
-// version, reserved, in_features as 32 bits little-endian) and [n][k / 2] bytes.
-constexpr int64_t kHeader = 8;
-constexpr uint8_t kVersion = 1;
+// The packed tensor (uint8): the header of packed_header.h, then [n][k / 2] bytes.
+constexpr PackedFormat kInt4Format{'4', 1, "pack_linear_int4"};
+constexpr int64_t kHeader = kPackedHeader;
 
 at::Tensor pack_linear_int4_cpu(const at::Tensor& weight) {
   constexpr const char* op = "pack_linear_int4";
@@ -30,9 +29,7 @@ at::Tensor pack_linear_int4_cpu(const at::Tensor& weight) {
               ": weight values must be int4, in [-8, 7]");
   auto packed = at::empty({kHeader + n * kk / 2}, w.options().dtype(at::kByte));
   uint8_t* data = packed.mutable_data_ptr<uint8_t>();
-  const uint8_t header[kHeader] = {'q', '4', kVersion, 0, uint8_t(kk), uint8_t(kk >> 8), uint8_t(kk >> 16),
-                                   uint8_t(kk >> 24)};
-  std::memcpy(data, header, kHeader);
+  write_packed_header(data, kInt4Format, kk);
   k::pack_int4_weights(w.const_data_ptr<int8_t>(), n, kk, kk, data + kHeader);
   return packed;
 }
@@ -67,10 +64,7 @@ at::Tensor linear_int4_cpu(const at::Tensor& x, const at::Tensor& packed, const 
               op, ": packed must be the contiguous 1-D uint8 tensor from pack_linear_int4, got ", packed.scalar_type(),
               " ", packed.sizes());
   const uint8_t* h = packed.const_data_ptr<uint8_t>();
-  TORCH_CHECK(h[0] == 'q' && h[1] == '4', op, ": packed does not come from pack_linear_int4 (bad header)");
-  TORCH_CHECK(h[2] == kVersion, op, ": packed weights are of packing version ", int(h[2]), "; this build reads ",
-              int(kVersion), ": pack the int4 weights again");
-  const int64_t packed_k = int64_t(h[4]) | (int64_t(h[5]) << 8) | (int64_t(h[6]) << 16) | (int64_t(h[7]) << 24);
+  const int64_t packed_k = read_packed_header(op, h, kInt4Format);
   TORCH_CHECK(packed_k == kk, op, ": x has ", kk, " features but the weights were packed for ", packed_k);
   TORCH_CHECK(packed.numel() == kHeader + n * kk / 2, op, ": packed holds ", packed.numel() - kHeader,
               " bytes but ", n, "x", kk, " int4 weights take ", n * kk / 2);

@@ -6,8 +6,8 @@
 #include <torch/library.h>
 
 #include <cmath>
-#include <cstring>
 
+#include "packed_header.h"
 #include "torchqat/kernels/gemm_int8.h"
 
 namespace torchqat {
@@ -15,14 +15,9 @@ namespace {
 
 namespace k = kernels;
 
-// The packed tensor (int8): a header of kHeader bytes (magic "qQ", packing
-// version, reserved, in_features as 32 bits little-endian) and the kernels' layout.
-constexpr int64_t kHeader = 8;
-constexpr uint8_t kVersion = 2;
-
-int64_t packed_in_features(const uint8_t* h) {
-  return int64_t(h[4]) | (int64_t(h[5]) << 8) | (int64_t(h[6]) << 16) | (int64_t(h[7]) << 24);
-}
+// The packed tensor (int8): the header of packed_header.h, then the kernels' layout.
+constexpr PackedFormat kInt8Format{'Q', 2, "pack_linear_int8"};
+constexpr int64_t kHeader = kPackedHeader;
 
 void check_packed(const char* op, const at::Tensor& packed, const at::Tensor& col_sums, int64_t n_k) {
   TORCH_CHECK(packed.scalar_type() == at::kChar && packed.dim() == 1 && packed.is_contiguous() &&
@@ -30,16 +25,10 @@ void check_packed(const char* op, const at::Tensor& packed, const at::Tensor& co
               op, ": packed must be the contiguous 1-D int8 tensor from pack_linear_int8, got ",
               packed.scalar_type(), " ", packed.sizes());
   if (packed.device().is_cpu()) {
-    const auto* h = reinterpret_cast<const uint8_t*>(packed.const_data_ptr<int8_t>());
-    TORCH_CHECK(h[0] == 'q' && h[1] == 'Q', op, ": packed does not come from pack_linear_int8 (bad header)");
-    TORCH_CHECK(h[2] == kVersion, op, ": packed weights are of packing version ", int(h[2]),
-                "; this build reads ", int(kVersion), ": pack the int8 weights again");
-    TORCH_CHECK(packed_in_features(h) == n_k, op, ": x has ", n_k, " features but the weights were packed for ",
-                packed_in_features(h));
+    const int64_t in_features =
+        read_packed_header(op, reinterpret_cast<const uint8_t*>(packed.const_data_ptr<int8_t>()), kInt8Format);
+    TORCH_CHECK(in_features == n_k, op, ": x has ", n_k, " features but the weights were packed for ", in_features);
   }
-  TORCH_CHECK(col_sums.scalar_type() == at::kInt && col_sums.dim() == 1 && col_sums.is_contiguous(), op,
-              ": col_sums must be a contiguous 1-D int32 tensor (from pack_linear_int8), got ",
-              col_sums.scalar_type(), " ", col_sums.sizes());
   const int64_t n = col_sums.numel();
   TORCH_CHECK(packed.numel() == kHeader + k::packed_bytes(n, n_k), op, ": packed holds ",
               packed.numel() - kHeader, " bytes but ", n, "x", n_k, " weights (col_sums has ", n,
@@ -58,9 +47,7 @@ std::tuple<at::Tensor, at::Tensor> pack_linear_int8_cpu(const at::Tensor& weight
   auto packed = at::empty({kHeader + k::packed_bytes(n, kk)}, w.options());
   auto col_sums = at::empty({n}, w.options().dtype(at::kInt));
   int8_t* data = packed.mutable_data_ptr<int8_t>();
-  const uint8_t header[kHeader] = {'q', 'Q', kVersion, 0, uint8_t(kk), uint8_t(kk >> 8), uint8_t(kk >> 16),
-                                   uint8_t(kk >> 24)};
-  std::memcpy(data, header, kHeader);
+  write_packed_header(reinterpret_cast<uint8_t*>(data), kInt8Format, kk);
   k::pack_int8_weights(w.const_data_ptr<int8_t>(), n, kk, kk, data + kHeader, col_sums.mutable_data_ptr<int32_t>());
   return {packed, col_sums};
 }

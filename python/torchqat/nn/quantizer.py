@@ -115,12 +115,12 @@ class Quantizer(nn.Module):
         product. ``c`` gets no gradient here (batch normalisation after the
         convolution is invariant to it). Returns (tensor, replay)."""
         c = channel_scale.detach().reshape(-1)
-        with torch.no_grad():
-            lo, hi, _ = torch.ops.torchqat.observe_minmax(w.detach(), 0, None)
-            if self.observer_enabled or not self.observed:
+        if self.observer_enabled or not self.observed:  # a frozen range needs no pass over w
+            with torch.no_grad():
+                lo, hi, _ = torch.ops.torchqat.observe_minmax(w.detach(), 0, None)
                 self.min_val.copy_(torch.minimum(lo * c, hi * c))
                 self.max_val.copy_(torch.maximum(lo * c, hi * c))
-                self.observed = True
+            self.observed = True
         if not self.fake_quant_enabled:
             return w, None
         scale, zero_point = self.qparams()
