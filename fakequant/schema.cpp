@@ -83,6 +83,9 @@ TORCH_LIBRARY(torchqat, m) {
   // Integer inference (the exported model): int8 weights packed once, uint8
   // activations; output dequantized to float, or requantized to uint8 when
   // out_scale / out_zero_point are given. multiplier = x_scale * w_scale[n].
+  m.def(
+      "quantize_uint8(Tensor x, Tensor scale, Tensor zero_point, int quant_min=0, int quant_max=255) -> Tensor",
+      tags);
   m.def("pack_linear_int8(Tensor weight) -> (Tensor packed, Tensor col_sums)", tags);
   m.def(
       "linear_int8(Tensor x, int x_zero_point, Tensor packed, Tensor col_sums, "
@@ -91,8 +94,10 @@ TORCH_LIBRARY(torchqat, m) {
       tags);
   // INT4 weight-only (batch-1 decoding): int4 weights two per byte with a
   // float scale per group of in_features; float activations and output.
-  // INT8 Conv2d over the same packed weights (pack_linear_int8 of weight.flatten(1)):
-  // im2col (padding with x_zero_point) + the INT8 GEMM; output channels-last.
+  // INT8 Conv2d over the same packed weights, packed from
+  // weight.permute(0, 2, 3, 1).flatten(1) (taps in (ky, kx, c) order): im2col of
+  // the channels-last input (padding with x_zero_point) + the INT8 GEMM; output
+  // channels-last.
   m.def(
       "conv2d_int8(Tensor x, int x_zero_point, Tensor packed, Tensor col_sums, Tensor multiplier, "
       "Tensor? bias, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "

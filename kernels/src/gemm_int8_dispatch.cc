@@ -1,4 +1,4 @@
-// The INT8 GEMM and INT4 GEMV variants, chosen by the active ISA: the widest compiled
+// The INT8 GEMM, INT4 GEMV and uint8 quantize variants, chosen by the active ISA: the widest compiled
 // variant the active ISA can run (an AVX-512 machine runs the AVX2 GEMM until
 // a VNNI variant exists).
 #include "gemm_variants.h"
@@ -43,5 +43,17 @@ const std::vector<GemvInt4Kernels>& gemv_int4_variants() {
 }
 
 const GemvInt4Kernels& gemv_int4_kernels() { return widest_runnable(gemv_int4_variants()); }
+
+const std::vector<QuantizeKernels>& quantize_variants() {
+  static const std::vector<QuantizeKernels> variants = {
+    {Isa::kScalar, &quantize_u8_reference},
+#if TORCHQAT_X86
+    avx2_quantize_kernels(),
+#endif
+  };
+  return variants;
+}
+
+const QuantizeKernels& quantize_kernels() { return widest_runnable(quantize_variants()); }
 
 }  // namespace torchqat::kernels

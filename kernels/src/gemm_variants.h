@@ -1,12 +1,14 @@
-// The compiled integer GEMM / GEMV variants, one function per ISA TU.
+// The compiled variants of the integer ops (GEMM, GEMV, quantize), one function per ISA TU.
 #pragma once
 
 #include "torchqat/kernels/gemm_int8.h"
 #include "torchqat/kernels/gemv_int4.h"
+#include "torchqat/kernels/quantize.h"
 
 namespace torchqat::kernels {
 
 GemmInt8Kernels avx2_gemm_int8_kernels();
 GemvInt4Kernels avx2_gemv_int4_kernels();
+QuantizeKernels avx2_quantize_kernels();
 
 }  // namespace torchqat::kernels

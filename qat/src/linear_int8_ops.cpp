@@ -1,11 +1,13 @@
 // The INT8 Linear and Conv2d ops of the exported model (CPU and Meta):
 // weight packing and the GEMM with its fused epilogue (kernels/gemm_int8.h);
-// Conv2d is im2col (padding with the input zero point) + the same GEMM.
+// Conv2d is im2col over the channels-last input (padding with the input zero
+// point) + the same GEMM.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "packed_header.h"
 #include "torchqat/kernels/gemm_int8.h"
@@ -148,6 +150,40 @@ at::Tensor as_nchw(const at::Tensor& rows, const ConvGeometry& g) {
   return rows.view({g.n, g.oh, g.ow, rows.size(-1)}).permute({0, 3, 1, 2});
 }
 
+// Patch rows of the channels-last input in (ky, kx, c) order (the packed
+// weight's row order: weight.permute(0, 2, 3, 1).flatten(1)): one copy of C
+// contiguous bytes per kernel tap, the input zero point where the tap falls
+// in the padding (it stands for a real 0). A 1x1 stride-1 unpadded conv needs
+// no copy: the NHWC input is already the [N*H*W, C] matrix.
+at::Tensor im2col_nhwc(const at::Tensor& x, int64_t x_zero_point, const ConvGeometry& g, c10::IntArrayRef stride,
+                       c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+  if (g.kh == 1 && g.kw == 1 && stride[0] == 1 && stride[1] == 1 && padding[0] == 0 && padding[1] == 0) {
+    return x.permute({0, 2, 3, 1}).reshape({g.n * g.h * g.w, g.c});
+  }
+  const int64_t patch = g.kh * g.kw * g.c;
+  at::Tensor cols = at::empty({g.n * g.oh * g.ow, patch}, x.options());
+  const uint8_t* in = x.const_data_ptr<uint8_t>();
+  uint8_t* out = cols.mutable_data_ptr<uint8_t>();
+  at::parallel_for(0, g.n * g.oh * g.ow, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t b = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
+      uint8_t* dst = out + r * patch;
+      for (int64_t ky = 0; ky < g.kh; ++ky) {
+        const int64_t iy = oy * stride[0] - padding[0] + ky * dilation[0];
+        for (int64_t kx = 0; kx < g.kw; ++kx, dst += g.c) {
+          const int64_t ix = ox * stride[1] - padding[1] + kx * dilation[1];
+          if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) {
+            std::memcpy(dst, in + ((b * g.h + iy) * g.w + ix) * g.c, size_t(g.c));
+          } else {
+            std::memset(dst, int(x_zero_point), size_t(g.c));
+          }
+        }
+      }
+    }
+  });
+  return cols;
+}
+
 at::Tensor conv2d_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
                            const at::Tensor& col_sums, const at::Tensor& multiplier,
                            const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel, c10::IntArrayRef stride,
@@ -159,28 +195,8 @@ at::Tensor conv2d_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::
   TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255, op, ": x_zero_point must be in [0, 255], got ",
               x_zero_point);
   const ConvGeometry g = conv_geometry(op, x.sizes(), kernel, stride, padding, dilation);
-  // im2col in channels-last order of the patch rows: (c, kh, kw) as weight.flatten(1).
-  const at::Tensor src = x.contiguous();
-  const int64_t patch = g.c * g.kh * g.kw;
-  at::Tensor cols = at::empty({g.n * g.oh * g.ow, patch}, x.options());
-  const uint8_t* in = src.const_data_ptr<uint8_t>();
-  uint8_t* out = cols.mutable_data_ptr<uint8_t>();
-  at::parallel_for(0, g.n * g.oh * g.ow, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t b = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
-      uint8_t* dst = out + r * patch;
-      for (int64_t c = 0; c < g.c; ++c) {
-        for (int64_t ky = 0; ky < g.kh; ++ky) {
-          const int64_t iy = oy * stride[0] - padding[0] + ky * dilation[0];
-          for (int64_t kx = 0; kx < g.kw; ++kx) {
-            const int64_t ix = ox * stride[1] - padding[1] + kx * dilation[1];
-            const bool inside = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
-            *dst++ = inside ? in[((b * g.c + c) * g.h + iy) * g.w + ix] : uint8_t(x_zero_point);  // pad = real 0
-          }
-        }
-      }
-    }
-  });
+  const at::Tensor nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);  // no copy for a channels-last input
+  const at::Tensor cols = im2col_nhwc(nhwc, x_zero_point, g, stride, padding, dilation);
   return as_nchw(linear_int8_cpu(cols, x_zero_point, packed, col_sums, multiplier, bias, out_scale, out_zero_point,
                                  relu),
                  g);

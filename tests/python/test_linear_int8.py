@@ -113,7 +113,7 @@ def test_conv2d_int8_matches_int64_reference(stride, padding, dilation):
     w = torch.randint(-128, 128, (7, 5, 3, 3), generator=gen, dtype=torch.int8)
     mult = torch.rand(7, generator=gen) * 1e-3
     bias = torch.randn(7, generator=gen)
-    packed, sums = torch.ops.torchqat.pack_linear_int8(w.flatten(1))
+    packed, sums = torch.ops.torchqat.pack_linear_int8(w.permute(0, 2, 3, 1).flatten(1))
     x_zero = 17
     acc = F.conv2d(x.double() - x_zero, w.double(), stride=stride, padding=padding, dilation=dilation)
     expected = acc.float() * mult.reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1)

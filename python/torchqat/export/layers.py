@@ -1,0 +1,270 @@
+"""Inference layers of an exported model. Each holds constants only (packed
+integer weights, frozen qparams) and calls torchqat's integer ops; none
+observes or learns. They trace and script with TorchScript, so a saved model
+runs without Python.
+
+Activations cross layer boundaries as float32, or as uint8 where the export
+pass chained two integer layers (``input_quantized`` / ``out`` below). A
+signed activation grid ``[qmin, qmax]`` with zero point ``z`` is carried as
+``[qmin + 128, qmax + 128]`` with ``z + 128``: the same integers, shifted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ActQuant:
+    """A per-tensor activation grid in the uint8 domain."""
+
+    scale: float
+    zero_point: int
+    qmin: int
+    qmax: int
+
+    @property
+    def is_uint8(self) -> bool:
+        """Whether the grid is all of [0, 255], what the GEMM's requantizing
+        epilogue clamps to (narrower grids are requantized in float)."""
+        return self.qmin == 0 and self.qmax == 255
+
+
+class _QuantizedInput(nn.Module):
+    """The input grid of an integer layer, and whether its input arrives as
+    uint8 already (chained) or float (quantized here)."""
+
+    def _set_input(self, act: ActQuant) -> None:
+        self.in_act = act
+        self.register_buffer("in_scale", torch.tensor([act.scale], dtype=torch.float32))
+        self.register_buffer("in_zero_point", torch.tensor([act.zero_point], dtype=torch.int32))
+        self.in_zero = act.zero_point
+        self.in_qmin, self.in_qmax = act.qmin, act.qmax
+        self.input_quantized = False
+
+    def _quantize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_quantized:
+            return x
+        return torch.ops.torchqat.quantize_uint8(x, self.in_scale, self.in_zero_point, self.in_qmin, self.in_qmax)
+
+
+class _IntegerOutput:
+    """Float output, or uint8 on the grid of the (only) layer it feeds."""
+
+    def _set_output(self, out: Optional[ActQuant]) -> None:
+        self.out_act = out
+        self.out_scale: Optional[float] = None if out is None else out.scale
+        self.out_zero: Optional[int] = None if out is None else out.zero_point
+
+
+class Int8Linear(_QuantizedInput, _IntegerOutput):
+    """Linear on the INT8 GEMM: uint8 input x int8 weights (per channel) ->
+    int32, then ``acc * x_scale * w_scale + bias`` (+ ReLU) as float or
+    requantized to uint8."""
+
+    def __init__(self, weight_int8: torch.Tensor, weight_scale: torch.Tensor, bias: Optional[torch.Tensor],
+                 act: ActQuant, relu: bool, name: str = ""):
+        super().__init__()
+        self.layer_name = name
+        self.in_features, self.out_features = weight_int8.shape[1], weight_int8.shape[0]
+        packed, col_sums = torch.ops.torchqat.pack_linear_int8(weight_int8)
+        self.register_buffer("packed", packed)
+        self.register_buffer("col_sums", col_sums)
+        self.register_buffer("multiplier", (weight_scale.float() * act.scale).contiguous())
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        self.relu = relu
+        self._set_input(act)
+        self._set_output(None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.torchqat.linear_int8(self._quantize(x), self.in_zero, self.packed, self.col_sums,
+                                              self.multiplier, self.bias, self.out_scale, self.out_zero, self.relu)
+
+    def extra_repr(self) -> str:
+        out = "float" if self.out_act is None else "uint8"
+        return f"{self.in_features} -> {self.out_features}, relu={self.relu}, in=" \
+               f"{'uint8' if self.input_quantized else 'float'}, out={out}"
+
+
+class Int8Conv2d(_QuantizedInput, _IntegerOutput):
+    """Conv2d (groups 1) on the INT8 GEMM over channels-last im2col; output
+    channels-last, float or uint8."""
+
+    def __init__(self, weight_int8: torch.Tensor, weight_scale: torch.Tensor, bias: Optional[torch.Tensor],
+                 act: ActQuant, relu: bool, stride: List[int], padding: List[int], dilation: List[int],
+                 name: str = ""):
+        super().__init__()
+        self.layer_name = name
+        self.out_channels, self.in_channels = weight_int8.shape[:2]
+        self.kernel_size = list(weight_int8.shape[2:])
+        self.stride, self.padding, self.dilation = list(stride), list(padding), list(dilation)
+        packed, col_sums = torch.ops.torchqat.pack_linear_int8(weight_int8.permute(0, 2, 3, 1).flatten(1))
+        self.register_buffer("packed", packed)
+        self.register_buffer("col_sums", col_sums)
+        self.register_buffer("multiplier", (weight_scale.float() * act.scale).contiguous())
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        self.relu = relu
+        self._set_input(act)
+        self._set_output(None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.torchqat.conv2d_int8(self._quantize(x), self.in_zero, self.packed, self.col_sums,
+                                              self.multiplier, self.bias, self.kernel_size, self.stride,
+                                              self.padding, self.dilation, self.out_scale, self.out_zero, self.relu)
+
+    def extra_repr(self) -> str:
+        out = "float" if self.out_act is None else "uint8"
+        return f"{self.in_channels} -> {self.out_channels}, kernel={self.kernel_size}, stride={self.stride}, " \
+               f"relu={self.relu}, in={'uint8' if self.input_quantized else 'float'}, out={out}"
+
+
+class Int4Linear(nn.Module):
+    """Linear with int4 weights (two per byte, a float scale per group of 32k
+    inputs) on the weight-only INT4 kernel; the input is fake-quantized to
+    its trained grid first (W4A8), or left float (weight-only)."""
+
+    def __init__(self, weight_int4: torch.Tensor, group_scales: torch.Tensor, bias: Optional[torch.Tensor],
+                 input_grid: nn.Module, relu: bool, name: str = ""):
+        super().__init__()
+        self.layer_name = name
+        self.out_features, self.in_features = weight_int4.shape
+        self.register_buffer("packed", torch.ops.torchqat.pack_linear_int4(weight_int4))
+        self.register_buffer("scales", group_scales.float().contiguous())
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        self.input = input_grid
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.torchqat.linear_int4(self.input(x).contiguous(), self.packed, self.scales, self.bias)
+        return F.relu(y) if self.relu else y
+
+
+class FakeQuantize(nn.Module):
+    """An activation snapped to its frozen grid, in float (the exported
+    model's fake quantization around float compute)."""
+
+    def __init__(self, act: ActQuant):
+        super().__init__()
+        self.act = act
+        self.register_buffer("scale", torch.tensor([act.scale], dtype=torch.float32))
+        self.register_buffer("zero_point", torch.tensor([act.zero_point], dtype=torch.int32))
+        self.qmin, self.qmax = act.qmin, act.qmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The uint8-domain grid is the signed one shifted: same values.
+        return torch.ops.torchqat.fake_quantize(x, self.scale, self.zero_point, self.qmin, self.qmax, None, None)
+
+
+class FakeQuantizeFp8(nn.Module):
+    """An activation snapped to its frozen FP8 grid (scale and format)."""
+
+    def __init__(self, scale: torch.Tensor, fmt: str):
+        super().__init__()
+        self.register_buffer("scale", scale.detach().float().reshape(1).clone())
+        self.fmt = fmt
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.torchqat.fake_quantize_fp8(x, self.scale, self.fmt, None, None)
+
+
+class Dequantize(nn.Module):
+    """uint8 -> float32: ``(q - zero_point) * scale``, the values
+    fake_quantize gives for the same integers."""
+
+    def __init__(self, act: ActQuant):
+        super().__init__()
+        self.zero, self.scale = act.zero_point, act.scale
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return (q.to(torch.float32) - self.zero) * self.scale
+
+
+class FloatWeightLayer(nn.Module):
+    """A layer whose weight spec has no integer kernel here (FP8, per-group
+    conv weights, grouped conv, Conv1d): the frozen fake-quantized weight and
+    input grid in float, the QAT model's numbers exactly."""
+
+    def __init__(self, op: str, weight: torch.Tensor, bias: Optional[torch.Tensor], input_grid: nn.Module,
+                 relu: bool, conv_args: Optional[dict] = None, name: str = "", why: str = ""):
+        super().__init__()
+        self.layer_name, self.why = name, why
+        self.op = op
+        self.register_buffer("weight", weight.detach().float().contiguous())
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        self.input = input_grid
+        self.relu = relu
+        conv_args = conv_args or {}
+        self.stride = conv_args.get("stride", [1])
+        self.padding = conv_args.get("padding", [0])
+        self.dilation = conv_args.get("dilation", [1])
+        self.groups = conv_args.get("groups", 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input(x)
+        if self.op == "linear":
+            y = F.linear(x, self.weight, self.bias)
+        elif self.op == "conv1d":
+            y = F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        else:
+            y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return F.relu(y) if self.relu else y
+
+    def extra_repr(self) -> str:
+        return f"{self.op}, float compute on the quantized grid ({self.why})"
+
+
+class Int8Embedding(nn.Module):
+    """An embedding table stored as integers with a scale (and zero point)
+    per row or per table; looked-up rows are dequantized."""
+
+    def __init__(self, table: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, name: str = ""):
+        super().__init__()
+        self.layer_name = name
+        signed = bool(table.min() >= -128 and table.max() <= 127)
+        self.register_buffer("table", table.to(torch.int8 if signed else torch.uint8).contiguous())
+        rows = table.shape[0]
+        self.register_buffer("row_scale", scale.float().reshape(-1).expand(rows).contiguous())
+        self.register_buffer("row_zero", zero_point.float().reshape(-1).expand(rows).contiguous())
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        q = F.embedding(indices, self.table).to(torch.float32)
+        return (q - self.row_zero[indices].unsqueeze(-1)) * self.row_scale[indices].unsqueeze(-1)
+
+
+class QuantizedAdd(nn.Module):
+    """A residual add of two quantized activations: each operand is snapped
+    to its grid in float, or arrives as uint8 from the integer layer that
+    produced it (dequantized here); the sum is float."""
+
+    def __init__(self, a: nn.Module, b: nn.Module, name: str = ""):
+        super().__init__()
+        self.layer_name = name
+        self.a, self.b = a, b
+
+    def operand_grid(self, slot: int) -> Optional[ActQuant]:
+        q = self.a if slot == 0 else self.b
+        return q.act if isinstance(q, FakeQuantize) else None
+
+    def set_quantized_input(self, slot: int) -> None:
+        setattr(self, "ab"[slot], Dequantize(self.operand_grid(slot)))
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.a(a) + self.b(b)
+
+
+class QuantizedMatMul(nn.Module):
+    """An activation x activation matmul (attention): both operands snapped
+    to their frozen grids, the product in float."""
+
+    def __init__(self, a: nn.Module, b: nn.Module, name: str = ""):
+        super().__init__()
+        self.layer_name = name
+        self.a, self.b = a, b
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.a(a), self.b(b))
