@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "torchqat/deploy.h"
 #include "torchqat/kernels/cpu_features.h"
 #include "torchqat/kernels/fake_quant.h"
 #include "torchqat/kernels/quant_math.h"
@@ -46,6 +47,22 @@ PYBIND11_MODULE(_C, m) {
     }
     return names;
   }, "Kernel variants this build has and this CPU can run, scalar reference first.");
+
+  // The model file (torchqat/deploy.h): Python and C++ read and write it with
+  // the same code. Errors (c10::Error) become ValueError here.
+  m.def("write_artifact", [](const std::string& path, const std::string& metadata, const py::bytes& payload) {
+    torchqat::write_artifact(path, {metadata, std::string(payload)});
+  }, py::arg("path"), py::arg("metadata"), py::arg("payload"));
+
+  m.def("read_artifact", [](const std::string& path) {
+    torchqat::Artifact a;
+    try {
+      a = torchqat::read_artifact(path);
+    } catch (const c10::Error& e) {
+      throw py::value_error(e.what_without_backtrace());
+    }
+    return py::make_tuple(a.metadata, py::bytes(a.payload));
+  }, py::arg("path"), "(metadata JSON, TorchScript payload) of a checked model file.");
 
   m.def("active_isa", [] { return std::string(k::isa_name(k::active_isa())); },
         "The kernel variant the CPU ops use now.");

@@ -1,7 +1,0 @@
-"""Export: a QAT model folded into integer kernels (``export``), written to and
-read from one checked file (``save`` / ``load``), or written as a standard QDQ
-ONNX model (``export_onnx``)."""
-
-from .convert import ExportReport, export
-
-__all__ = ["ExportReport", "export"]
