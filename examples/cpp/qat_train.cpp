@@ -8,53 +8,16 @@
 //   qat_train [--data DIR] [--train-limit N] [--test-limit N] [--epochs E]
 //             [--min-accuracy A]
 #include <torch/torch.h>
-#include <zlib.h>
 
-#include <array>
 #include <cstdio>
 #include <iostream>
 #include <stdexcept>
 #include <string>
 
+#include "fashion_mnist.h"
 #include "torchqat/qat.h"
 
 namespace {
-
-// One gzipped IDX file (the format of the MNIST family) as a uint8 tensor.
-torch::Tensor read_idx_gz(const std::string& path, int64_t limit) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) throw std::runtime_error("cannot open " + path + " (install dataset-fashion-mnist or pass --data)");
-  const auto read_u32 = [&] {
-    std::array<unsigned char, 4> b{};
-    if (gzread(f, b.data(), 4) != 4) throw std::runtime_error(path + ": truncated header");
-    return (uint32_t(b[0]) << 24) | (uint32_t(b[1]) << 16) | (uint32_t(b[2]) << 8) | b[3];
-  };
-  const uint32_t magic = read_u32();
-  const int dims = int(magic & 0xff);
-  if ((magic >> 8) != 0x08 || dims < 1 || dims > 3) {
-    gzclose(f);
-    throw std::runtime_error(path + ": not an unsigned-byte IDX file");
-  }
-  std::vector<int64_t> shape;
-  for (int d = 0; d < dims; ++d) shape.push_back(read_u32());
-  shape[0] = std::min<int64_t>(shape[0], limit);
-  auto t = torch::empty(shape, torch::kUInt8);
-  const auto bytes = static_cast<unsigned>(t.numel());
-  const int got = gzread(f, t.data_ptr<uint8_t>(), bytes);
-  gzclose(f);
-  if (got != int(bytes)) throw std::runtime_error(path + ": truncated data");
-  return t;
-}
-
-struct Split {
-  torch::Tensor images, labels;
-};
-
-Split load(const std::string& dir, const std::string& prefix, int64_t limit) {
-  auto x = read_idx_gz(dir + "/" + prefix + "-images-idx3-ubyte.gz", limit).to(torch::kFloat) / 255.0;
-  auto y = read_idx_gz(dir + "/" + prefix + "-labels-idx1-ubyte.gz", limit).to(torch::kLong);
-  return {((x - 0.2860) / 0.3530).unsqueeze(1), y};  // Fashion-MNIST mean and std
-}
 
 torch::nn::Sequential small_cnn() {
   using namespace torch::nn;
@@ -63,7 +26,7 @@ torch::nn::Sequential small_cnn() {
                     ReLU(), MaxPool2d(2), Flatten(), Linear(64 * 7 * 7, 128), ReLU(), Linear(128, 10));
 }
 
-void train(torch::nn::Sequential& model, const Split& data, int epochs, double lr) {
+void train(torch::nn::Sequential& model, const fashion_mnist::Split& data, int epochs, double lr) {
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(lr).momentum(0.9));
   model->train();
   const int64_t n = data.images.size(0), batch = 128;
@@ -80,7 +43,7 @@ void train(torch::nn::Sequential& model, const Split& data, int epochs, double l
   }
 }
 
-double accuracy(torch::nn::Sequential& model, const Split& data) {
+double accuracy(torch::nn::Sequential& model, const fashion_mnist::Split& data) {
   torch::NoGradGuard no_grad;
   model->eval();
   const auto pred = model->forward(data.images).argmax(1);
@@ -90,7 +53,7 @@ double accuracy(torch::nn::Sequential& model, const Split& data) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string data_dir = fashion_mnist::kDefaultDir;
   int64_t train_limit = 60000, test_limit = 10000;
   int epochs = 1;
   double min_accuracy = 0.0;
@@ -108,7 +71,8 @@ int main(int argc, char** argv) {
   }
   torch::manual_seed(0);
   try {
-    const Split train_set = load(data_dir, "train", train_limit), test_set = load(data_dir, "t10k", test_limit);
+    const auto train_set = fashion_mnist::load(data_dir, "train", train_limit);
+    const auto test_set = fashion_mnist::load(data_dir, "t10k", test_limit);
     auto model = small_cnn();
     train(model, train_set, epochs, 0.05);
     const double fp32 = accuracy(model, test_set);

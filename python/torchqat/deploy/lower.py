@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from .._fake_quant import fake_quantize
+from .._fake_quant import fake_quantize, fake_quantize_fp8
 from ..nn.conv_bn import _ConvBnMixin
 from ..nn.modules import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
 from ..nn.quantizer import Quantizer
@@ -103,6 +103,16 @@ def quantize_weight(q: Quantizer, w: torch.Tensor, layer: str):
     return ints.reshape(w.shape).to(torch.int8), scale, zero_point, reference.reshape(w.shape)
 
 
+def fake_quantized_weight(q: Quantizer, w: torch.Tensor, layer: str) -> torch.Tensor:
+    """The weight as the QAT layer's eval forward quantizes it (any spec)."""
+    if not q.fake_quant_enabled:
+        return w
+    if q.spec.fp8:
+        scale, _ = _settle_weight_qparams(q, w, layer)
+        return fake_quantize_fp8(_stat_view(q, w), scale, q.spec.fp8, q.axis, q.group_size).reshape(w.shape)
+    return quantize_weight(q, w, layer)[3]
+
+
 def effective_weight_and_bias(layer: nn.Module):
     """The weight the layer's quantizer sees in eval and the deployed bias:
     BatchNorm folded in for Conv-BN layers."""
@@ -162,7 +172,7 @@ def lower_weighted(layer: nn.Module, name: str) -> Tuple[nn.Module, str]:
     if _int4_gemv_ok(layer):
         ints, scale, _, _ = quantize_weight(wq, weight, name)
         return Int4Linear(ints, scale, bias, input_grid, relu, name), "int4 weights (INT4 kernel, float input)"
-    fq_weight = weight if wq is None or not wq.fake_quant_enabled else quantize_weight(wq, weight, name)[3]
+    fq_weight = weight if wq is None else fake_quantized_weight(wq, weight, name)
     op = "linear" if isinstance(layer, QuantLinear) else ("conv2d" if isinstance(layer, QuantConv2d) else "conv1d")
     conv_args = None if op == "linear" else {"stride": list(layer.stride), "padding": list(layer.padding),
                                              "dilation": list(layer.dilation), "groups": layer.groups}
@@ -175,8 +185,6 @@ def lower_embedding(layer: QuantEmbedding, name: str) -> Tuple[nn.Module, str]:
     if q.fake_quant_enabled and _integer_spec(q) and q.group_size is None:
         ints, scale, zero_point, _ = quantize_weight(q, layer.weight.detach(), name)
         return Int8Embedding(ints, scale, zero_point, name), "int8 table"
-    weight = layer.weight.detach()
-    if q.fake_quant_enabled:
-        weight = quantize_weight(q, weight, name)[3] if _integer_spec(q) else q(weight)
+    weight = fake_quantized_weight(q, layer.weight.detach(), name)
     table = nn.Embedding.from_pretrained(weight.clone(), freeze=True, padding_idx=layer.padding_idx)
     return table, "float table on the quantized grid"

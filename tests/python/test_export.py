@@ -1,0 +1,213 @@
+"""torchqat.export: the exported model computes what the QAT model computes
+(eval, observers off) on integer kernels; integers equal the QAT model's
+exactly where the math is the same."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+import torchqat
+from torchqat.deploy.layers import FloatWeightLayer, Int4Linear, Int8Conv2d, Int8Linear, QuantizedAdd
+
+
+def _trained_qat(model, qconfig, inputs, steps=3, lr=0.01):
+    """prepare_qat, a few SGD steps, then eval with the ranges frozen."""
+    qat = torchqat.prepare_qat(model, qconfig)
+    opt = torch.optim.SGD(qat.parameters(), lr=lr)
+    for x in inputs[:steps]:
+        loss = qat(x).float().logsumexp(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    qat.eval()
+    torchqat.enable_observer(qat, False)
+    return qat
+
+
+class _ConvNet(nn.Module):
+    """Conv-BN-ReLU -> Conv-BN-ReLU -> residual add -> Linear -> ReLU -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32)
+        self.conv2, self.bn2 = nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)
+        self.fc1, self.fc2 = nn.Linear(32 * 4 * 4, 64), nn.Linear(64, 10)
+
+    def forward(self, x):
+        a = F.relu(self.bn1(self.conv1(x)))
+        b = F.relu(self.bn2(self.conv2(a)))
+        y = F.max_pool2d(a + b, 2)
+        return self.fc2(F.relu(self.fc1(y.flatten(1))))
+
+
+def _layer_io(model, names, *args):
+    """{name: (input, output)} of the named submodules in one forward."""
+    seen, hooks = {}, []
+    for name in names:
+        hooks.append(model.get_submodule(name).register_forward_hook(
+            lambda m, a, o, name=name: seen.__setitem__(name, (a[0], o))))
+    with torch.no_grad():
+        out = model(*args)
+    for h in hooks:
+        h.remove()
+    return seen, out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_resnet18_every_integer_layer_equals_its_qat_layer(seed):
+    """Prepare-vs-export, layer by layer: each exported integer layer, fed the
+    QAT layer's own input, gives the QAT layer's output up to float rounding
+    (float hand-over) or its consumer's integers up to a rounding tie (uint8
+    hand-over)."""
+    torch.manual_seed(seed)
+    inputs = [torch.randn(8, 3, 32, 32) for _ in range(4)]
+    qat = _trained_qat(torchvision.models.resnet18(num_classes=10), torchqat.QConfig.int8(), inputs)
+    exported = torchqat.export(qat)
+    report = exported.torchqat_export_report
+    assert report.count("int8 conv") == 20 and report.count("int8 GEMM") == 1
+    assert report.count("add of quantized") == 8
+    # Inside every basic block: conv1 -> conv2 and conv2 -> add hand over uint8.
+    assert len(report.chained) >= 16
+    names = [n for n, m in exported.named_modules() if isinstance(m, (Int8Conv2d, Int8Linear))]
+    x = torch.randn(16, 3, 32, 32)
+    qat_io, qat_out = _layer_io(qat, names, x)
+    ties = total = 0
+    for name in names:
+        layer, (x_in, y_ref) = exported.get_submodule(name), qat_io[name]
+        handed_over, was_quantized = layer.out_act, layer.input_quantized
+        layer.input_quantized = False
+        with torch.no_grad():
+            if handed_over is None:
+                torch.testing.assert_close(layer(x_in), y_ref, rtol=1e-4, atol=1e-5 * y_ref.abs().max().item())
+            else:
+                q = torch.round(y_ref / handed_over.scale) + handed_over.zero_point  # y_ref is on no grid: quantize
+                q = q.clamp(handed_over.zero_point if layer.relu else 0, 255)
+                diff = (layer(x_in).float() - q).abs()
+                assert diff.max() <= 1, name
+                ties, total = ties + int((diff > 0).sum()), total + diff.numel()
+        layer.input_quantized = was_quantized
+    assert ties <= 1e-3 * total, f"{ties} of {total} requantized values one step apart"
+    # End to end the rare ties propagate, but the decisions agree.
+    with torch.no_grad():
+        got = exported(x)
+    assert (got.argmax(1) == qat_out.argmax(1)).float().mean() >= 0.9
+
+
+def test_integer_accumulators_and_requantized_outputs_equal_the_qat_layers():
+    torch.manual_seed(0)
+    inputs = [torch.randn(8, 3, 8, 8) for _ in range(3)]
+    qat = _trained_qat(_ConvNet(), torchqat.QConfig.int8(), inputs)
+    exported = torchqat.export(qat)
+    conv1, conv2 = exported.get_submodule("conv1"), exported.get_submodule("conv2")
+    assert isinstance(conv1, Int8Conv2d) and conv1.out_act is not None and conv2.input_quantized
+    x = torch.randn(32, 3, 8, 8)
+    with torch.no_grad():
+        # The uint8 input equals the integers of the QAT layer's fake-quantized input.
+        q_in = qat.get_submodule("conv1").input_quantizer
+        scale, zero = q_in.qparams()
+        ints = torch.round(q_in(x) / scale) + zero
+        xq = torch.ops.torchqat.quantize_uint8(x, conv1.in_scale, conv1.in_zero_point, 0, 255)
+        assert torch.equal(xq.float(), ints)
+        # The int32 accumulator equals the float64 sum over the QAT layer's integers.
+        ones = torch.ones(32)
+        acc = torch.ops.torchqat.conv2d_int8(xq, conv1.in_zero, conv1.packed, conv1.col_sums, ones, None, [3, 3],
+                                             [1, 1], [1, 1], [1, 1])
+        qat_conv = qat.get_submodule("conv1")
+        w_folded = qat_conv.weight * qat_conv.bn_scale().reshape(-1, 1, 1, 1)
+        w_scale, _ = qat_conv.weight_quantizer.qparams()
+        w_ints = torch.round(qat_conv.weight_quantizer(w_folded) / w_scale.reshape(-1, 1, 1, 1))
+        acc_ref = F.conv2d(ints.double() - zero.double(), w_ints.double(), padding=1)
+        assert torch.equal(acc.double(), acc_ref)
+        # conv1 hands conv2 uint8: equal to the integers conv2's quantizer makes
+        # of the QAT conv1's float output, but where the float accumulation of
+        # the QAT model rounds a tie the other way (at most one step).
+        handed = conv1(x)
+        q2 = qat.get_submodule("conv2").input_quantizer
+        s2, z2 = q2.qparams()
+        qat_ints = torch.round(q2(qat_conv(x)) / s2) + z2
+        diff = (handed.float() - qat_ints).abs()
+        assert diff.max() <= 1 and (diff == 0).float().mean() >= 0.999
+
+
+@pytest.mark.parametrize("preset", ["w4a8", "w4a4_lsq", "fp8"])
+def test_low_bit_presets_export_to_the_qat_numbers(preset):
+    torch.manual_seed(1)
+    inputs = [torch.randn(8, 3, 8, 8) for _ in range(3)]
+    qat = _trained_qat(_ConvNet(), getattr(torchqat.QConfig, preset)(), inputs)
+    exported = torchqat.export(qat)
+    kinds = dict(exported.torchqat_export_report.layers)
+    with torch.no_grad():
+        x = torch.randn(16, 3, 8, 8)
+        ref, got = qat(x), exported(x)
+    assert (got - ref).abs().max() <= 1e-3 * ref.abs().max()
+    if preset == "w4a8":  # per-group int4 Linear weights run on the INT4 kernel
+        assert isinstance(exported.get_submodule("fc1"), Int4Linear), kinds
+    if preset == "w4a4_lsq":  # 4-bit per-channel weights and activations are integers for the INT8 GEMM
+        assert isinstance(exported.get_submodule("conv2"), Int8Conv2d), kinds
+    if preset == "fp8":
+        assert all(isinstance(exported.get_submodule(n), FloatWeightLayer) for n in ("conv1", "fc1")), kinds
+
+
+def test_linear_chain_hands_over_uint8():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 5))
+    inputs = [torch.randn(16, 32) for _ in range(3)]
+    qat = _trained_qat(model, torchqat.QConfig.int8(), inputs)
+    exported = torchqat.export(qat)
+    first, middle = exported.get_submodule("0"), exported.get_submodule("2")
+    assert isinstance(first, Int8Linear) and first.out_act is not None and middle.input_quantized
+    with torch.no_grad():
+        x = torch.randn(64, 32)
+        assert (exported(x) - qat(x)).abs().max() <= 1e-3 * qat(x).abs().max()
+
+
+def test_residual_add_takes_uint8_operands():
+    torch.manual_seed(3)
+    qat = _trained_qat(torchvision.models.resnet18(num_classes=10), torchqat.QConfig.int8(),
+                       [torch.randn(4, 3, 32, 32) for _ in range(2)])
+    exported = torchqat.export(qat)
+    add = exported.get_submodule("layer1.0.add")
+    assert isinstance(add, QuantizedAdd) and type(add.a).__name__ == "Dequantize"
+
+
+def test_export_refuses_a_quantizer_that_never_saw_data():
+    qat = torchqat.prepare_qat(_ConvNet(), torchqat.QConfig.int8())
+    with pytest.raises(RuntimeError, match=r"layer 'conv1'.*never saw data.*calibrate"):
+        torchqat.export(qat)
+    with pytest.raises(RuntimeError, match="prepared by torchqat.prepare_qat"):
+        torchqat.export(_ConvNet())
+
+
+def test_export_leaves_the_qat_model_alone():
+    torch.manual_seed(4)
+    qat = _trained_qat(_ConvNet(), torchqat.QConfig.int8(), [torch.randn(4, 3, 8, 8) for _ in range(2)])
+    before = {k: v.clone() for k, v in qat.state_dict().items() if isinstance(v, torch.Tensor)}
+    torchqat.export(qat)
+    after = qat.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    assert torchqat.nn.QuantLinear in {type(m) for m in qat.modules()}
+
+
+def test_bert_export_equals_qat_eval():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(5)
+    config = transformers.BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, max_position_embeddings=64, num_labels=3)
+    model = transformers.BertForSequenceClassification(config)
+    qat = torchqat.prepare_qat(model, torchqat.QConfig.int8())
+    ids = torch.randint(0, 500, (8, 32))
+    mask = torch.ones_like(ids)
+    mask[:, 24:] = 0
+    torchqat.calibrate(qat, [{"input_ids": ids, "attention_mask": mask}])
+    qat.eval()
+    torchqat.enable_observer(qat, False)
+    exported = torchqat.export(qat)
+    report = exported.torchqat_export_report
+    assert report.count("int8 GEMM") == 2 * 6 + 2  # Q, K, V, out, FFN in/out per layer; pooler; classifier
+    assert report.count("matmul of quantized operands") == 2 * 2
+    with torch.no_grad():
+        ref = qat(input_ids=ids, attention_mask=mask).logits
+        got = exported(input_ids=ids, attention_mask=mask).logits
+    assert (got - ref).abs().max() <= 1e-3 * ref.abs().max()
