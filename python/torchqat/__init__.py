@@ -8,7 +8,7 @@ import torch  # noqa: F401  (loads LibTorch before torchqat's native libraries)
 from . import _C, nn, observers
 from ._fake_quant import fake_quantize, fake_quantize_fp8, quant_range
 from ._lsq import lsq_fake_quantize, lsq_init_scale, qparams_from_range
-from .deploy import export, load, save
+from .deploy import export, export_onnx, load, save
 from .control import calibrate, enable_fake_quant, enable_observer, freeze, freeze_bn_stats, summary
 from .observers import observe_fake_quantize
 from .prepare import prepare_qat
@@ -23,6 +23,7 @@ __all__ = [
     "enable_fake_quant",
     "enable_observer",
     "export",
+    "export_onnx",
     "load",
     "save",
     "freeze",

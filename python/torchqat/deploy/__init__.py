@@ -4,5 +4,6 @@ ONNX model (``export_onnx``)."""
 
 from .artifact import load, read_metadata, save
 from .convert import ExportReport, export
+from .onnx import export_onnx
 
-__all__ = ["ExportReport", "export", "load", "read_metadata", "save"]
+__all__ = ["ExportReport", "export", "export_onnx", "load", "read_metadata", "save"]

@@ -65,7 +65,9 @@ def save(exported: nn.Module, path: str, example_inputs) -> int:
     replaced only once the new one is complete."""
     program = trace(exported, example_inputs)
     buffer = io.BytesIO()
-    torch.jit.save(program, buffer)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*jit.*deprecated")
+        torch.jit.save(program, buffer)
     args, kwargs = _as_args(example_inputs)
     metadata = {
         "format": FORMAT,

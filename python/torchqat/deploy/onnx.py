@@ -1,0 +1,222 @@
+"""``export_onnx``: a QAT model as a standard QDQ ONNX model.
+
+Every quantized tensor appears as QuantizeLinear -> DequantizeLinear with the
+trained scale and zero point: activations per tensor (uint8), weights as int8
+initializers (per output channel) feeding DequantizeLinear, BatchNorm folded
+into the conv. ONNX Runtime fuses these patterns into its integer kernels
+(QLinearConv, QLinearMatMul, ...). The graph comes from torch's TorchScript
+ONNX exporter, which turns ``torch.fake_quantize_per_*_affine`` into Q/DQ
+pairs; a pass then stores each weight's integers instead of its float values.
+
+Limits: 8-bit activation grids (ONNX's QuantizeLinear types before opset 21);
+weights without an 8-bit integer spec (FP8, 4-bit per-group) are written as
+float constants on their trained grid, with a warning naming them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from typing import List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.modules import QuantAdd, QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear, QuantMatMul
+from ..nn.quantizer import Quantizer
+from ..prepare import require_prepared
+from .artifact import _as_args
+from .lower import _integer_spec, activation_grid, check_ready, effective_weight_and_bias, fake_quantized_weight, \
+    quantize_weight
+
+
+class _QdqActivation(nn.Module):
+    def __init__(self, q: Optional[Quantizer], layer: str):
+        super().__init__()
+        self.enabled = q is not None and q.fake_quant_enabled
+        if not self.enabled:
+            return
+        check_ready(q, layer)
+        if not _integer_spec(q) or q.spec.bits != 8:
+            raise NotImplementedError(
+                f"torchqat.export_onnx: layer '{layer}': activation quantizer '{q.name}' is "
+                f"{q.spec.describe()}; ONNX QDQ export takes 8-bit integer activations")
+        act = activation_grid(q)  # uint8 domain: (0, 255), what ONNX's uint8 QuantizeLinear clamps to
+        self.scale, self.zero_point = act.scale, act.zero_point
+
+    def forward(self, x):
+        if not self.enabled:
+            return x
+        return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, 0, 255)
+
+
+class _QdqWeighted(nn.Module):
+    """Linear / Conv with a QDQ input and an int8 per-channel QDQ weight (or
+    a float weight on its grid when no int8 spec applies)."""
+
+    def __init__(self, layer: nn.Module, name: str, float_weights: List[str]):
+        super().__init__()
+        weight, bias = effective_weight_and_bias(layer)
+        weight, bias = weight.detach(), None if bias is None else bias.detach()
+        wq = layer.weight_quantizer
+        self.input = _QdqActivation(layer.input_quantizer, name)
+        self.per_channel = wq is not None and wq.fake_quant_enabled and _integer_spec(wq) and wq.spec.symmetric \
+            and wq.spec.granularity in ("per_channel", "per_tensor")
+        if self.per_channel:
+            ints, scale, _, fq = quantize_weight(wq, weight, name)
+            self.register_buffer("weight", fq)
+            self.register_buffer("w_scale", scale.float().reshape(-1).expand(weight.shape[0]).contiguous())
+            self.register_buffer("w_zero", torch.zeros(weight.shape[0], dtype=torch.int32))
+        else:
+            self.register_buffer("weight", weight if wq is None else fake_quantized_weight(wq, weight, name))
+            if wq is not None and wq.fake_quant_enabled:
+                float_weights.append(name)
+        self.register_buffer("bias", bias)
+        self.relu = bool(layer.relu)
+        self.kind = "linear" if isinstance(layer, QuantLinear) else ("conv2d" if isinstance(layer, QuantConv2d)
+                                                                      else "conv1d")
+        if self.kind != "linear":
+            self.conv = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                             groups=layer.groups)
+
+    def forward(self, x):
+        x = self.input(x)
+        w = self.weight
+        if self.per_channel:
+            # (-128, 127): the weights' integers lie in it, and it is ONNX's int8 range.
+            w = torch.fake_quantize_per_channel_affine(w, self.w_scale, self.w_zero, 0, -128, 127)
+        if self.kind == "linear":
+            y = F.linear(x, w, self.bias)
+        elif self.kind == "conv2d":
+            y = F.conv2d(x, w, self.bias, **self.conv)
+        else:
+            y = F.conv1d(x, w, self.bias, **self.conv)
+        return F.relu(y) if self.relu else y
+
+
+class _QdqBinary(nn.Module):
+    def __init__(self, layer: nn.Module, name: str):
+        super().__init__()
+        self.a = _QdqActivation(layer.a_quantizer, name)
+        self.b = _QdqActivation(layer.b_quantizer, name)
+        self.add = isinstance(layer, QuantAdd)
+
+    def forward(self, a, b):
+        return self.a(a) + self.b(b) if self.add else torch.matmul(self.a(a), self.b(b))
+
+
+class _QdqEmbedding(nn.Module):
+    def __init__(self, layer: QuantEmbedding, name: str):
+        super().__init__()
+        q = layer.weight_quantizer
+        self.per_row = q.fake_quant_enabled and _integer_spec(q) and q.spec.symmetric and q.group_size is None
+        if self.per_row:
+            _, scale, _, fq = quantize_weight(q, layer.weight.detach(), name)
+            rows = fq.shape[0]
+            self.register_buffer("table", fq)
+            self.register_buffer("scale", scale.float().reshape(-1).expand(rows).contiguous())
+            self.register_buffer("zero", torch.zeros(rows, dtype=torch.int32))
+        else:
+            self.register_buffer("table", fake_quantized_weight(q, layer.weight.detach(), name))
+
+    def forward(self, indices):
+        table = self.table
+        if self.per_row:
+            table = torch.fake_quantize_per_channel_affine(table, self.scale, self.zero, 0, -128, 127)
+        return F.embedding(indices, table)
+
+
+def _qdq_model(model: nn.Module, float_weights: List[str]) -> nn.Module:
+    replacements = {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, (QuantLinear, QuantConv1d, QuantConv2d)):
+            replacements[name] = _QdqWeighted(mod, name, float_weights)
+        elif isinstance(mod, (QuantAdd, QuantMatMul)):
+            replacements[name] = _QdqBinary(mod, name)
+        elif isinstance(mod, QuantEmbedding):
+            replacements[name] = _QdqEmbedding(mod, name)
+    for name in sorted(replacements, key=lambda n: -n.count(".")):
+        model.set_submodule(name, replacements[name])
+    return model
+
+
+def _fold_weight_quantization(graph) -> int:
+    """QuantizeLinear of a constant -> its integers as an initializer (what
+    the DequantizeLinear after it reads). Returns how many were folded."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in graph.initializer}
+    constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+    identities = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity"}
+
+    def value(name):
+        while name in identities:  # the exporter shares equal constants through Identity
+            name = identities[name]
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        if name in constants:
+            return numpy_helper.to_array(constants[name].attribute[0].t)
+        return None
+
+    folded = []
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear":
+            continue
+        x, scale, zero = (value(n) for n in node.input[:3])
+        if x is None or scale is None or zero is None:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * x.ndim
+        if scale.ndim == 1 and scale.size > 1:
+            shape[axis] = -1
+        info = np.iinfo(zero.dtype)
+        ints = np.clip(np.rint(x / scale.reshape(shape)) + zero.reshape(shape), info.min, info.max)
+        graph.initializer.append(numpy_helper.from_array(ints.astype(zero.dtype), node.output[0]))
+        folded.append(node)
+    for node in folded:
+        graph.node.remove(node)
+    # The float weights the folded nodes read are now unused.
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    for init in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(init)
+    for node in [n for n in graph.node if n.op_type in ("Constant", "Identity") and n.output[0] not in used]:
+        graph.node.remove(node)
+    return len(folded)
+
+
+def export_onnx(qat_model: nn.Module, example_inputs, path: str, opset: int = 17,
+                input_names: Optional[List[str]] = None, output_names: Optional[List[str]] = None,
+                dynamic_batch: bool = True) -> str:
+    """Write ``qat_model`` (prepared, trained or calibrated) to ``path`` as a
+    QDQ ONNX model. ``example_inputs``: a tensor, tuple or dict of keyword
+    inputs; with ``dynamic_batch`` their first dimension may vary. Returns
+    ``path``."""
+    import onnx
+
+    require_prepared(qat_model, "export_onnx")
+    model = copy.deepcopy(qat_model).eval()
+    float_weights: List[str] = []
+    with torch.no_grad():
+        model = _qdq_model(model, float_weights)
+    if float_weights:
+        warnings.warn("torchqat.export_onnx: these weights have no int8 QDQ form and are written as float on their "
+                      f"trained grid: {', '.join(float_weights)}", stacklevel=2)
+    args, kwargs = _as_args(example_inputs)
+    names = input_names or (list(kwargs) if kwargs else [f"input{i}" for i in range(len(args))])
+    outputs = output_names or ["output"]
+    dynamic = {n: {0: "batch"} for n in names + outputs} if dynamic_batch else None
+    inputs = tuple(kwargs.values()) if kwargs else args
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(model, inputs, os.fspath(path), dynamo=False, opset_version=opset, input_names=names,
+                          output_names=outputs, dynamic_axes=dynamic, kwargs=None)
+    proto = onnx.load(os.fspath(path))
+    _fold_weight_quantization(proto.graph)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, os.fspath(path))
+    return path

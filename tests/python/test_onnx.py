@@ -1,0 +1,86 @@
+"""torchqat.export_onnx: a standard QDQ model that ONNX Runtime runs with its
+integer kernels, agreeing with torchqat's exported model."""
+
+import pytest
+import torch
+import torchvision
+
+import torchqat
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import numpy_helper  # noqa: E402
+
+
+def _calibrated(model, batches):
+    qat = torchqat.prepare_qat(model, torchqat.QConfig.int8())
+    torchqat.calibrate(qat, batches)
+    qat.eval()
+    torchqat.enable_observer(qat, False)
+    return qat
+
+
+def _session(path):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def test_resnet18_qdq_runs_in_onnxruntime_like_the_exported_model(tmp_path):
+    torch.manual_seed(0)
+    qat = _calibrated(torchvision.models.resnet18(num_classes=10), [torch.randn(8, 3, 32, 32)])
+    path = torchqat.export_onnx(qat, torch.randn(2, 3, 32, 32), tmp_path / "r18.onnx")
+    graph = onnx.load(str(path)).graph
+    # Weights are int8 initializers read by DequantizeLinear, with the trained scales.
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    weight_dq = [n for n in graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
+                 and inits[n.input[0]].dtype.name == "int8"]
+    assert len(weight_dq) == 21  # 20 convs + fc
+    assert not any(a.dtype.name == "float32" and a.size > 1000 for a in inits.values()), "float weights left"
+    q_in = qat.get_submodule("conv1").input_quantizer
+    scale, zero = q_in.qparams()
+    first_q = next(n for n in graph.node if n.op_type == "QuantizeLinear")
+    consts = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"}
+    got_scale = consts.get(first_q.input[1], inits.get(first_q.input[1]))
+    assert float(got_scale) == pytest.approx(float(scale), rel=1e-7)
+    exported = torchqat.export(qat)
+    x = torch.randn(64, 3, 32, 32)  # another batch size: the batch dimension is dynamic
+    ours = exported(x)
+    theirs = torch.from_numpy(_session(path).run(None, {"input0": x.numpy()})[0])
+    # ONNX Runtime requantizes with its own arithmetic: values a step apart
+    # at rounding ties, which an untrained network amplifies a little.
+    assert (theirs - ours).abs().max() <= 0.1 * ours.abs().max()
+    assert (theirs.argmax(1) == ours.argmax(1)).float().mean() >= 0.9
+
+
+def test_small_bert_qdq_runs_in_onnxruntime(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(5)
+    config = transformers.BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, max_position_embeddings=64, num_labels=3)
+    ids = torch.randint(0, 500, (8, 32))
+    mask = torch.ones_like(ids)
+    mask[:, 24:] = 0
+    qat = _calibrated(transformers.BertForSequenceClassification(config),
+                      [{"input_ids": ids, "attention_mask": mask}])
+    path = torchqat.export_onnx(qat, {"input_ids": ids, "attention_mask": mask}, tmp_path / "bert.onnx",
+                                output_names=["logits"])
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("QuantizeLinear") >= 18 and "MatMul" in ops
+    ids2 = torch.randint(0, 500, (5, 32))
+    mask2 = torch.ones_like(ids2)
+    mask2[:, 20:] = 0
+    theirs = torch.from_numpy(_session(path).run(None, {"input_ids": ids2.numpy(), "attention_mask": mask2.numpy()})[0])
+    with torch.no_grad():
+        ours = torchqat.export(qat)(input_ids=ids2, attention_mask=mask2).logits
+    assert (theirs - ours).abs().max() <= 0.05 * ours.abs().max()
+
+
+def test_four_bit_activations_are_refused_by_name(tmp_path):
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU(),
+                                torch.nn.Linear(8, 2))
+    qat = torchqat.prepare_qat(model, torchqat.QConfig.w4a4_lsq())
+    torchqat.calibrate(qat, [torch.randn(4, 8)])
+    with pytest.raises(NotImplementedError, match=r"layer '2'.*8-bit integer activations"):
+        torchqat.export_onnx(qat, torch.randn(1, 8), tmp_path / "m.onnx")
