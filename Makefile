@@ -35,6 +35,8 @@ bench: build
 	for a in default thp reuse; do $(PY) benchmarks/fake_quant_vs_torch.py --allocator $$a; done
 	for a in default thp reuse; do $(PY) benchmarks/lsq_vs_torch.py --allocator $$a; done
 	$(PY) benchmarks/observers_vs_torch.py
+	$(PY) benchmarks/linear_int8_vs_torch.py
+	$(PY) benchmarks/deploy_vs_torch.py
 
 build: $(STAMPS)/build
 
