@@ -6,11 +6,14 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "packed_header.h"
 #include "torchqat/kernels/gemm_int8.h"
+#include "torchqat/kernels/quant_math.h"
 
 namespace torchqat {
 namespace {
@@ -68,14 +71,12 @@ at::Tensor linear_int8_output(const at::Tensor& x, const c10::SymInt& n, bool re
   return at::empty_symint(shape, x.options().dtype(requantize ? at::kByte : at::kFloat));
 }
 
-at::Tensor linear_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
-                           const at::Tensor& col_sums, const at::Tensor& multiplier,
-                           const std::optional<at::Tensor>& bias, std::optional<double> out_scale,
-                           std::optional<int64_t> out_zero_point, bool relu) {
-  constexpr const char* op = "linear_int8";
-  TORCH_CHECK(x.scalar_type() == at::kByte && x.dim() >= 1 && x.is_cpu(), op,
-              ": x must be a uint8 CPU tensor [..., in_features], got ", x.scalar_type(), " on ", x.device());
-  const int64_t kk = x.size(-1);
+// Checks what linear_int8 and conv2d_int8 share; the GEMM arguments for an
+// A of `kk` columns (a, m and out are set by the caller).
+k::GemmInt8Args checked_gemm_args(const char* op, int64_t kk, int64_t x_zero_point, const at::Tensor& packed,
+                                  const at::Tensor& col_sums, const at::Tensor& multiplier,
+                                  const std::optional<at::Tensor>& bias, std::optional<double> out_scale,
+                                  std::optional<int64_t> out_zero_point, bool relu) {
   check_packed(op, packed, col_sums, kk);
   const int64_t n = col_sums.numel();
   TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255, op, ": x_zero_point must be in [0, 255], got ",
@@ -96,27 +97,52 @@ at::Tensor linear_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::
     TORCH_CHECK(*out_zero_point >= 0 && *out_zero_point <= 255, op,
                 ": out_zero_point must be in [0, 255], got ", *out_zero_point);
   }
-  const at::Tensor a = x.reshape({-1, kk}).contiguous();
-  const int64_t m = a.size(0);
-  at::Tensor out = linear_int8_output(x, c10::SymInt(n), out_scale.has_value());
   k::GemmInt8Args args;
-  args.a = a.const_data_ptr<uint8_t>();
   args.lda = kk;
   args.a_zero = int32_t(x_zero_point);
   args.b = {packed.const_data_ptr<int8_t>() + kHeader, col_sums.const_data_ptr<int32_t>(), n, kk};
-  args.m = m;
   args.output = out_scale ? k::GemmOutput::kUint8 : k::GemmOutput::kFloat;
   args.multiplier = multiplier.const_data_ptr<float>();
   args.bias = bias ? bias->const_data_ptr<float>() : nullptr;
   args.relu = relu;
-  args.inv_out_scale = out_scale ? float(1.0 / *out_scale) : 1.0f;
+  // The reciprocal in float32, as fake_quantize takes it (reciprocal_scale).
+  args.inv_out_scale = out_scale ? k::reciprocal_scale(float(*out_scale)) : 1.0f;
   args.out_zero = int32_t(out_zero_point.value_or(0));
-  args.out = out.data_ptr();
   args.ldc = n;
+  return args;
+}
+
+constexpr int64_t kRowGrain = 240;  // rows per task when tasks split rows (4 kernel row blocks)
+
+// The GEMM over threads. More rows than columns: tasks take row ranges and
+// every panel (A is read once); otherwise whole panels and every row (each
+// weight panel is read by one thread). Rows are blocked inside the kernel.
+void run_gemm(const k::GemmInt8Args& args) {
   const auto& kernels = k::gemm_int8_kernels();
-  // Tasks own whole panels of output columns (every row): each weight panel
-  // is read by one thread, and rows are blocked inside the kernel.
-  at::parallel_for(0, args.b.panels(), 1, [&](int64_t pb, int64_t pe) { kernels.gemm(args, 0, m, pb, pe); });
+  const int64_t panels = args.b.panels();
+  if (args.m >= 2 * kRowGrain && args.m >= args.b.n) {
+    at::parallel_for(0, args.m, kRowGrain, [&](int64_t mb, int64_t me) { kernels.gemm(args, mb, me, 0, panels); });
+  } else {
+    at::parallel_for(0, panels, 1, [&](int64_t pb, int64_t pe) { kernels.gemm(args, 0, args.m, pb, pe); });
+  }
+}
+
+at::Tensor linear_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
+                           const at::Tensor& col_sums, const at::Tensor& multiplier,
+                           const std::optional<at::Tensor>& bias, std::optional<double> out_scale,
+                           std::optional<int64_t> out_zero_point, bool relu) {
+  constexpr const char* op = "linear_int8";
+  TORCH_CHECK(x.scalar_type() == at::kByte && x.dim() >= 1 && x.is_cpu(), op,
+              ": x must be a uint8 CPU tensor [..., in_features], got ", x.scalar_type(), " on ", x.device());
+  const int64_t kk = x.size(-1);
+  k::GemmInt8Args args = checked_gemm_args(op, kk, x_zero_point, packed, col_sums, multiplier, bias, out_scale,
+                                           out_zero_point, relu);
+  const at::Tensor a = x.reshape({-1, kk}).contiguous();
+  at::Tensor out = linear_int8_output(x, c10::SymInt(args.b.n), out_scale.has_value());
+  args.a = a.const_data_ptr<uint8_t>();
+  args.m = a.size(0);
+  args.out = out.data_ptr();
+  run_gemm(args);
   return out;
 }
 
@@ -150,38 +176,27 @@ at::Tensor as_nchw(const at::Tensor& rows, const ConvGeometry& g) {
   return rows.view({g.n, g.oh, g.ow, rows.size(-1)}).permute({0, 3, 1, 2});
 }
 
-// Patch rows of the channels-last input in (ky, kx, c) order (the packed
-// weight's row order: weight.permute(0, 2, 3, 1).flatten(1)): one copy of C
-// contiguous bytes per kernel tap, the input zero point where the tap falls
-// in the padding (it stands for a real 0). A 1x1 stride-1 unpadded conv needs
-// no copy: the NHWC input is already the [N*H*W, C] matrix.
-at::Tensor im2col_nhwc(const at::Tensor& x, int64_t x_zero_point, const ConvGeometry& g, c10::IntArrayRef stride,
-                       c10::IntArrayRef padding, c10::IntArrayRef dilation) {
-  if (g.kh == 1 && g.kw == 1 && stride[0] == 1 && stride[1] == 1 && padding[0] == 0 && padding[1] == 0) {
-    return x.permute({0, 2, 3, 1}).reshape({g.n * g.h * g.w, g.c});
-  }
-  const int64_t patch = g.kh * g.kw * g.c;
-  at::Tensor cols = at::empty({g.n * g.oh * g.ow, patch}, x.options());
-  const uint8_t* in = x.const_data_ptr<uint8_t>();
-  uint8_t* out = cols.mutable_data_ptr<uint8_t>();
-  at::parallel_for(0, g.n * g.oh * g.ow, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t b = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
-      uint8_t* dst = out + r * patch;
-      for (int64_t ky = 0; ky < g.kh; ++ky) {
-        const int64_t iy = oy * stride[0] - padding[0] + ky * dilation[0];
-        for (int64_t kx = 0; kx < g.kw; ++kx, dst += g.c) {
-          const int64_t ix = ox * stride[1] - padding[1] + kx * dilation[1];
-          if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) {
-            std::memcpy(dst, in + ((b * g.h + iy) * g.w + ix) * g.c, size_t(g.c));
-          } else {
-            std::memset(dst, int(x_zero_point), size_t(g.c));
-          }
+// Patch rows [begin, end) of the channels-last input, in (ky, kx, c) order
+// (the packed weight's row order: weight.permute(0, 2, 3, 1).flatten(1)): one
+// copy of C contiguous bytes per kernel tap, the input zero point where the
+// tap falls in the padding (it stands for a real 0).
+void im2col_rows(const uint8_t* in, uint8_t* out, int64_t begin, int64_t end, int64_t x_zero_point,
+                 const ConvGeometry& g, c10::IntArrayRef stride, c10::IntArrayRef padding,
+                 c10::IntArrayRef dilation) {
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t b = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      const int64_t iy = oy * stride[0] - padding[0] + ky * dilation[0];
+      for (int64_t kx = 0; kx < g.kw; ++kx, out += g.c) {
+        const int64_t ix = ox * stride[1] - padding[1] + kx * dilation[1];
+        if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) {
+          std::memcpy(out, in + ((b * g.h + iy) * g.w + ix) * g.c, size_t(g.c));
+        } else {
+          std::memset(out, int(x_zero_point), size_t(g.c));
         }
       }
     }
-  });
-  return cols;
+  }
 }
 
 at::Tensor conv2d_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
@@ -192,14 +207,49 @@ at::Tensor conv2d_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::
   constexpr const char* op = "conv2d_int8";
   TORCH_CHECK(x.scalar_type() == at::kByte && x.is_cpu(), op, ": x must be a uint8 CPU tensor, got ",
               x.scalar_type(), " on ", x.device());
-  TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255, op, ": x_zero_point must be in [0, 255], got ",
-              x_zero_point);
   const ConvGeometry g = conv_geometry(op, x.sizes(), kernel, stride, padding, dilation);
+  const int64_t patch = g.kh * g.kw * g.c, rows = g.n * g.oh * g.ow;
+  k::GemmInt8Args args = checked_gemm_args(op, patch, x_zero_point, packed, col_sums, multiplier, bias, out_scale,
+                                           out_zero_point, relu);
   const at::Tensor nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);  // no copy for a channels-last input
-  const at::Tensor cols = im2col_nhwc(nhwc, x_zero_point, g, stride, padding, dilation);
-  return as_nchw(linear_int8_cpu(cols, x_zero_point, packed, col_sums, multiplier, bias, out_scale, out_zero_point,
-                                 relu),
-                 g);
+  at::Tensor out = at::empty({rows, args.b.n}, x.options().dtype(out_scale ? at::kByte : at::kFloat));
+  args.m = rows;
+  args.out = out.data_ptr();
+  const uint8_t* in = nhwc.const_data_ptr<uint8_t>();
+  if (g.kh == 1 && g.kw == 1 && stride[0] == 1 && stride[1] == 1 && padding[0] == 0 && padding[1] == 0) {
+    args.a = in;  // the NHWC input is already the [N*H*W, C] matrix
+    run_gemm(args);
+    return as_nchw(out, g);
+  }
+  // Many rows: each task im2cols a tile of rows into its own buffer (kept in
+  // cache) and runs the GEMM on it, all panels. Few rows: one im2col, then the
+  // GEMM split over panels.
+  const int64_t tile = std::clamp<int64_t>((int64_t{192} << 10) / patch / 60 * 60, 60, kRowGrain);
+  if (rows < 2 * kRowGrain || rows < args.b.n) {
+    at::Tensor cols = at::empty({rows, patch}, x.options());
+    uint8_t* c = cols.mutable_data_ptr<uint8_t>();
+    at::parallel_for(0, rows, 16, [&](int64_t b, int64_t e) {
+      im2col_rows(in, c + b * patch, b, e, x_zero_point, g, stride, padding, dilation);
+    });
+    args.a = c;
+    run_gemm(args);
+    return as_nchw(out, g);
+  }
+  const auto& kernels = k::gemm_int8_kernels();
+  const size_t out_bytes = out_scale ? 1 : 4;
+  at::parallel_for(0, rows, tile, [&](int64_t begin, int64_t end) {
+    std::vector<uint8_t> buffer(size_t(tile * patch));
+    for (int64_t t = begin; t < end; t += tile) {
+      const int64_t n_rows = std::min(tile, end - t);
+      im2col_rows(in, buffer.data(), t, t + n_rows, x_zero_point, g, stride, padding, dilation);
+      k::GemmInt8Args part = args;
+      part.a = buffer.data();
+      part.m = n_rows;
+      part.out = static_cast<uint8_t*>(args.out) + size_t(t * args.ldc) * out_bytes;
+      kernels.gemm(part, 0, n_rows, 0, args.b.panels());
+    }
+  });
+  return as_nchw(out, g);
 }
 
 at::Tensor conv2d_int8_meta(const at::Tensor& x, int64_t, const at::Tensor&, const at::Tensor& col_sums,

@@ -106,27 +106,37 @@ def test_bad_input_is_named():
         torch.ops.torchqat.pack_linear_int8(w.float())
 
 
-@pytest.mark.parametrize("stride,padding,dilation", [(1, 1, 1), (2, 0, 1), (1, 2, 2), (2, 1, 1)])
-def test_conv2d_int8_matches_int64_reference(stride, padding, dilation):
+# Small inputs take one im2col + the panel-split GEMM; 2x5x24x26 (1248 rows)
+# the per-task im2col tiles; 1x1 stride 1 no im2col at all.
+@pytest.mark.parametrize("stride,padding,dilation,hw,kernel", [
+    (1, 1, 1, (9, 11), 3), (2, 0, 1, (9, 11), 3), (1, 2, 2, (9, 11), 3), (2, 1, 1, (9, 11), 3),
+    (1, 1, 1, (24, 26), 3), (1, 1, 2, (24, 26), 3), (1, 0, 1, (24, 26), 1), (2, 0, 1, (24, 26), 1),
+    (1, 0, 1, (5, 3), 1)])
+def test_conv2d_int8_matches_int64_reference(stride, padding, dilation, hw, kernel):
     gen = torch.Generator().manual_seed(stride * 10 + padding)
-    x = torch.randint(0, 256, (2, 5, 9, 11), generator=gen, dtype=torch.uint8)
-    w = torch.randint(-128, 128, (7, 5, 3, 3), generator=gen, dtype=torch.int8)
+    x = torch.randint(0, 256, (2, 5) + hw, generator=gen, dtype=torch.uint8)
+    w = torch.randint(-128, 128, (7, 5, kernel, kernel), generator=gen, dtype=torch.int8)
     mult = torch.rand(7, generator=gen) * 1e-3
     bias = torch.randn(7, generator=gen)
     packed, sums = torch.ops.torchqat.pack_linear_int8(w.permute(0, 2, 3, 1).flatten(1))
     x_zero = 17
     acc = F.conv2d(x.double() - x_zero, w.double(), stride=stride, padding=padding, dilation=dilation)
     expected = acc.float() * mult.reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1)
-    got = torch.ops.torchqat.conv2d_int8(x, x_zero, packed, sums, mult, bias, [3, 3], [stride] * 2, [padding] * 2,
+    ks = [kernel, kernel]
+    got = torch.ops.torchqat.conv2d_int8(x, x_zero, packed, sums, mult, bias, ks, [stride] * 2, [padding] * 2,
                                          [dilation] * 2)
     assert got.shape == expected.shape and got.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(got, expected)
-    q = torch.ops.torchqat.conv2d_int8(x, x_zero, packed, sums, mult, bias, [3, 3], [stride] * 2, [padding] * 2,
+    q = torch.ops.torchqat.conv2d_int8(x, x_zero, packed, sums, mult, bias, ks, [stride] * 2, [padding] * 2,
                                        [dilation] * 2, 0.05, 100, True)
+    # A channels-last input gives the same results.
+    cl = torch.ops.torchqat.conv2d_int8(x.contiguous(memory_format=torch.channels_last), x_zero, packed, sums, mult,
+                                        bias, ks, [stride] * 2, [padding] * 2, [dilation] * 2)
+    assert torch.equal(cl, expected)
     ref_q = (torch.round(expected * torch.tensor(1 / 0.05)) + 100).clamp(100, 255).to(torch.uint8)
     assert torch.equal(q, ref_q)
     torch.library.opcheck(torch.ops.torchqat.conv2d_int8.default,
-                          (x, x_zero, packed, sums, mult, bias, [3, 3], [stride] * 2, [padding] * 2, [dilation] * 2))
+                          (x, x_zero, packed, sums, mult, bias, ks, [stride] * 2, [padding] * 2, [dilation] * 2))
     with pytest.raises(RuntimeError, match="kernel does not fit"):
         torch.ops.torchqat.conv2d_int8(x[:, :, :1, :1], x_zero, packed, sums, mult, bias, [3, 3], [1, 1], [0, 0],
                                        [1, 1])
