@@ -17,10 +17,16 @@ NATIVE_SOURCES := $(shell find kernels fakequant observers qat python/src cmake 
 	-type f \( -name '*.cc' -o -name '*.cpp' -o -name '*.h' -o -name '*.cu' \
 	-o -name 'CMakeLists.txt' -o -name '*.cmake' \) 2>/dev/null) CMakeLists.txt pyproject.toml
 
-.PHONY: demo test test-cpp test-python build bench deps clean
+.PHONY: demo demo-bert test test-cpp test-python build bench deps clean
 
+# The main job: ResNet-18 on Fashion-MNIST, float32 -> QAT -> INT8 file
+# (QCONFIG=w4a8 or w4a4_lsq for the low-bit presets). demo-bert: BERT.
+QCONFIG ?= int8
 demo: build
-	$(PY) examples/fakequant_demo.py
+	$(PY) examples/resnet_qat.py --qconfig $(QCONFIG)
+
+demo-bert: build
+	$(PY) examples/bert_qat.py
 
 test: test-cpp test-python
 
@@ -44,6 +50,10 @@ deps: $(STAMPS)/venv
 
 $(STAMPS)/apt: Makefile
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$(apt-cache dumpavail 2>/dev/null | head -c 1)" ]; then \
+	  echo "the APT package index is empty (the BERT example's corpus reads it): apt-get update"; \
+	  $(SUDO) apt-get update -qq; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq; \
