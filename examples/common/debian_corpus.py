@@ -54,8 +54,12 @@ def build(path: Path) -> Dict[str, int]:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["text", "label", "split"])
-        # In hash order: a deterministic sample, not the alphabetically first.
-        for text, section in sorted(first.items(), key=lambda item: hashlib.sha1(item[0].encode()).digest()):
+        # In the order of a salted hash: a deterministic sample, not the
+        # alphabetically first, and independent of the split's hash.
+        def order(item):
+            return hashlib.sha1(b"order:" + item[0].encode()).digest()
+
+        for text, section in sorted(first.items(), key=order):
             if section not in keep or taken[section] >= PER_SECTION:
                 continue
             taken[section] += 1
