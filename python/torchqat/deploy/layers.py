@@ -62,7 +62,23 @@ class _IntegerOutput:
         self.out_zero: Optional[int] = None if out is None else out.zero_point
 
 
-class Int8Linear(_QuantizedInput, _IntegerOutput):
+class _Int8Gemm(_QuantizedInput, _IntegerOutput):
+    """What the INT8 GEMM layers hold: packed weights, the per-channel
+    multiplier x_scale * w_scale, bias, fused ReLU, input and output grids."""
+
+    def _set_gemm(self, rows: torch.Tensor, weight_scale: torch.Tensor, bias: Optional[torch.Tensor],
+                  act: ActQuant, relu: bool) -> None:
+        packed, col_sums = torch.ops.torchqat.pack_linear_int8(rows)
+        self.register_buffer("packed", packed)
+        self.register_buffer("col_sums", col_sums)
+        self.register_buffer("multiplier", (weight_scale.float() * act.scale).contiguous())
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        self.relu = relu
+        self._set_input(act)
+        self._set_output(None)
+
+
+class Int8Linear(_Int8Gemm):
     """Linear on the INT8 GEMM: uint8 input x int8 weights (per channel) ->
     int32, then ``acc * x_scale * w_scale + bias`` (+ ReLU) as float or
     requantized to uint8."""
@@ -72,14 +88,7 @@ class Int8Linear(_QuantizedInput, _IntegerOutput):
         super().__init__()
         self.layer_name = name
         self.in_features, self.out_features = weight_int8.shape[1], weight_int8.shape[0]
-        packed, col_sums = torch.ops.torchqat.pack_linear_int8(weight_int8)
-        self.register_buffer("packed", packed)
-        self.register_buffer("col_sums", col_sums)
-        self.register_buffer("multiplier", (weight_scale.float() * act.scale).contiguous())
-        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
-        self.relu = relu
-        self._set_input(act)
-        self._set_output(None)
+        self._set_gemm(weight_int8, weight_scale, bias, act, relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.torchqat.linear_int8(self._quantize(x), self.in_zero, self.packed, self.col_sums,
@@ -91,7 +100,7 @@ class Int8Linear(_QuantizedInput, _IntegerOutput):
                f"{'uint8' if self.input_quantized else 'float'}, out={out}"
 
 
-class Int8Conv2d(_QuantizedInput, _IntegerOutput):
+class Int8Conv2d(_Int8Gemm):
     """Conv2d (groups 1) on the INT8 GEMM over channels-last im2col; output
     channels-last, float or uint8."""
 
@@ -103,14 +112,7 @@ class Int8Conv2d(_QuantizedInput, _IntegerOutput):
         self.out_channels, self.in_channels = weight_int8.shape[:2]
         self.kernel_size = list(weight_int8.shape[2:])
         self.stride, self.padding, self.dilation = list(stride), list(padding), list(dilation)
-        packed, col_sums = torch.ops.torchqat.pack_linear_int8(weight_int8.permute(0, 2, 3, 1).flatten(1))
-        self.register_buffer("packed", packed)
-        self.register_buffer("col_sums", col_sums)
-        self.register_buffer("multiplier", (weight_scale.float() * act.scale).contiguous())
-        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
-        self.relu = relu
-        self._set_input(act)
-        self._set_output(None)
+        self._set_gemm(weight_int8.permute(0, 2, 3, 1).flatten(1), weight_scale, bias, act, relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.torchqat.conv2d_int8(self._quantize(x), self.in_zero, self.packed, self.col_sums,
