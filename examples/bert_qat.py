@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torchqat  # noqa: E402
 from common import debian_corpus, report  # noqa: E402
+from common.pipeline import quantize_and_deploy  # noqa: E402
 from common.training import accuracy, latency_ms, predict, train  # noqa: E402
 
 
@@ -122,38 +123,15 @@ def main() -> None:
                "fp32_acc": accuracy(fp32_logits, test_y)}
     print(f"float32 accuracy {results['fp32_acc']:.4f}")
 
-    qconfig = torchqat.QConfig.int8()
     calib = [{k: v[i:i + 128] for k, v in train_enc.items()} for i in range(0, min(len(train_y), 1024), 128)]
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        torch.save(model.state_dict(), tmp / "fp32.pt")
-        results["fp32_size_bytes"] = (tmp / "fp32.pt").stat().st_size
 
-        ptq = torchqat.prepare_qat(model, qconfig)
-        torchqat.calibrate(ptq, calib, progress=True)
-        results["ptq_acc"] = accuracy(evaluate(torchqat.export(torchqat.freeze(ptq)), "PTQ eval"), test_y)
-        print(f"post-training quantization accuracy {results['ptq_acc']:.4f}")
+        def fine_tune(qat):
+            train(qat, train_batch, len(train_y), args.qat_epochs, args.batch_size, args.qat_lr, "QAT (int8)",
+                  weight_decay=0.01, optimizer="adamw", seed=args.seed + 1)
 
-        qat = torchqat.prepare_qat(model, qconfig)
-        torchqat.calibrate(qat, calib)
-        train(qat, train_batch, len(train_y), args.qat_epochs, args.batch_size, args.qat_lr, "QAT (int8)",
-              weight_decay=0.01, optimizer="adamw", seed=args.seed + 1)
-        qat.eval()
-        torchqat.freeze(qat)
-        qat_logits = evaluate(qat, "QAT eval")
-        results["qat_acc"] = accuracy(qat_logits, test_y)
-        print(f"QAT accuracy {results['qat_acc']:.4f}")
-
-        exported = torchqat.export(qat)
-        print(exported.torchqat_export_report)
-        path = tmp / "bert_int8.tqat"
-        results["int8_size_bytes"] = torchqat.save(exported, path, {k: v[:2] for k, v in test_enc.items()})
-        deployed = torchqat.load(path)
-        int8_logits = evaluate(deployed, "INT8 eval")
-        results["int8_acc"] = accuracy(int8_logits, test_y)
-        results["export_qat_agreement"] = float((int8_logits.argmax(1) == qat_logits.argmax(1)).float().mean())
-        print(f"exported INT8 accuracy {results['int8_acc']:.4f} "
-              f"(top-1 agreement with QAT {results['export_qat_agreement']:.4f})")
+        deployed = quantize_and_deploy(model, torchqat.QConfig.int8(), calib, fine_tune, evaluate, test_y,
+                                       {k: v[:2] for k, v in test_enc.items()}, Path(tmp), "bert", results).deployed
 
         # Latency at sequence length 128 (texts padded), batch 1 and 16.
         timing = encode(test_text[:16], 128)

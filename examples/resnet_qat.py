@@ -4,13 +4,9 @@
    28x28 images (a 3x3 stride-2 conv instead of the 7x7 RGB one; the max-pool
    kept, so layer1 sees 7x7), trained here (or loaded from the checkpoint an
    earlier run with the same settings left in results/);
-2. post-training quantization for comparison: ``torchqat.calibrate`` on 2,000
-   training images, then ``torchqat.export``, no training;
-3. QAT: ``torchqat.prepare_qat`` with the chosen preset, fine-tuned, then
-   frozen (ranges and BatchNorm statistics fixed);
-4. ``torchqat.export`` -> ``torchqat.save`` -> ``torchqat.load``: the reloaded
-   file is what is evaluated and timed; for int8 also ``torchqat.export_onnx``
-   run by ONNX Runtime.
+2. post-training quantization for comparison, QAT with the chosen preset, export,
+   save, load (examples/common/pipeline.py; calibration on 2,000 training images);
+3. for int8 also ``torchqat.export_onnx`` run by ONNX Runtime.
 
 Writes results/resnet_qat.json, .md and .png. Defaults fit `make demo`'s
 15-minute budget on 2 cores (a subset of the training set, one epoch each);
@@ -22,7 +18,6 @@ Writes results/resnet_qat.json, .md and .png. Defaults fit `make demo`'s
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import tempfile
 import time
@@ -35,7 +30,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torchqat  # noqa: E402
 from common import fashion_mnist, report  # noqa: E402
-from common.training import accuracy, latency_ms, predict, train  # noqa: E402
+from common.pipeline import quantize_and_deploy  # noqa: E402
+from common.training import accuracy, agreement, latency_ms, predict, train  # noqa: E402
 
 PRESETS = {"int8": torchqat.QConfig.int8, "w4a8": torchqat.QConfig.w4a8, "w4a4_lsq": torchqat.QConfig.w4a4_lsq}
 
@@ -116,50 +112,26 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        torch.save(model.state_dict(), tmp / "fp32.pt")
-        results["fp32_size_bytes"] = (tmp / "fp32.pt").stat().st_size
-        qconfig = PRESETS[args.qconfig]()
-
-        # 2. post-training quantization of the same float model
-        ptq = torchqat.prepare_qat(model, qconfig)
         calib = [train_x[i:i + 250] for i in range(0, 2000, 250)]
-        torchqat.calibrate(ptq, calib, progress=True)
-        results["ptq_acc"] = accuracy(evaluate(torchqat.export(torchqat.freeze(ptq)), "PTQ eval"), test_y)
-        print(f"post-training quantization accuracy {results['ptq_acc']:.4f}")
 
-        # 3. QAT: start from the calibrated ranges, fine-tune, freeze
-        qat = torchqat.prepare_qat(model, qconfig)
-        torchqat.calibrate(qat, calib)
-        train(qat, train_batch, args.qat_subset, args.qat_epochs, args.batch_size, args.qat_lr,
-              f"QAT ({args.qconfig})", seed=args.seed + 1)
-        qat.eval()
-        torchqat.freeze(qat)
-        qat_logits = evaluate(qat, "QAT eval")
-        results["qat_acc"] = accuracy(qat_logits, test_y)
-        print(f"QAT accuracy {results['qat_acc']:.4f}")
+        def fine_tune(qat):
+            train(qat, train_batch, args.qat_subset, args.qat_epochs, args.batch_size, args.qat_lr,
+                  f"QAT ({args.qconfig})", seed=args.seed + 1)
 
-        # 4. export -> save -> load: the reloaded file is evaluated and timed
-        exported = torchqat.export(qat)
-        print(exported.torchqat_export_report)
-        path = tmp / "resnet18_int8.tqat"
-        results["int8_size_bytes"] = torchqat.save(exported, path, test_x[:1])
-        deployed = torchqat.load(path)
-        int8_logits = evaluate(deployed, "INT8 eval")
-        results["int8_acc"] = accuracy(int8_logits, test_y)
-        results["export_qat_agreement"] = float((int8_logits.argmax(1) == qat_logits.argmax(1)).float().mean())
-        print(f"exported INT8 accuracy {results['int8_acc']:.4f} "
-              f"(top-1 agreement with QAT {results['export_qat_agreement']:.4f})")
+        out = quantize_and_deploy(model, PRESETS[args.qconfig](), calib, fine_tune, evaluate, test_y, test_x[:1],
+                                  tmp, "resnet18", results)
+        deployed = out.deployed
         if args.qconfig == "int8" and not args.no_onnx:
             import onnxruntime as ort
 
-            onnx_path = torchqat.export_onnx(qat, test_x[:2], tmp / "resnet18.onnx")
+            onnx_path = torchqat.export_onnx(out.qat, test_x[:2], tmp / "resnet18.onnx")
             options = ort.SessionOptions()
             options.log_severity_level = 3
             session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
             onnx_logits = predict(lambda x: torch.from_numpy(session.run(None, {"input0": x.numpy()})[0]),
                                   test_batch, len(test_y), 256, "ONNX Runtime eval")
             results["onnx_acc"] = accuracy(onnx_logits, test_y)
-            results["onnx_agreement"] = float((onnx_logits.argmax(1) == int8_logits.argmax(1)).float().mean())
+            results["onnx_agreement"] = agreement(onnx_logits, out.int8_logits)
 
         for batch in (1, 32):
             x = test_x[:batch]

@@ -74,6 +74,11 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(1) == labels).float().mean())
 
 
+def agreement(logits: torch.Tensor, other: torch.Tensor) -> float:
+    """Fraction of examples on which two models make the same top-1 decision."""
+    return accuracy(logits, other.argmax(1))
+
+
 @torch.no_grad()
 def latency_ms(fn: Callable[[], object], min_seconds: float = 1.0, min_runs: int = 3) -> float:
     """Median wall time of fn() in milliseconds (after one warm-up call)."""

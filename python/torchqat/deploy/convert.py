@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from torch import fx, nn
 
-from ..nn.modules import QuantAdd, QuantAttention, QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear, QuantMatMul
+from ..nn.modules import QuantAdd, QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear, QuantMatMul
 from ..prepare import require_prepared
 from .chain import chain_integer_layers
 from .layers import QuantizedAdd, QuantizedMatMul
@@ -37,6 +37,17 @@ class ExportReport:
         return "\n".join(lines)
 
 
+def replace_submodules(model: nn.Module, replacements: Dict[str, nn.Module]) -> nn.Module:
+    """Puts each replacement at its name in ``model`` (in place); returns the
+    model, or the replacement of the model itself (name "")."""
+    # Deepest first, so a replaced parent is never walked after its children.
+    for name in sorted(replacements, key=lambda n: -n.count(".")):
+        if name == "":
+            return replacements[name]
+        model.set_submodule(name, replacements[name])
+    return model
+
+
 def _lower(model: nn.Module, report: ExportReport) -> nn.Module:
     """Replaces every QAT layer in ``model`` (in place); returns the model
     (the model itself may be a QAT layer)."""
@@ -53,12 +64,7 @@ def _lower(model: nn.Module, report: ExportReport) -> nn.Module:
         else:
             continue
         report.layers.append((name, kind))
-    # Deepest first, so a replaced parent is never walked after its children.
-    for name in sorted(replacements, key=lambda n: -n.count(".")):
-        if name == "":
-            return replacements[name]
-        model.set_submodule(name, replacements[name])
-    return model
+    return replace_submodules(model, replacements)
 
 
 def export(model: nn.Module, inplace: bool = False) -> nn.Module:

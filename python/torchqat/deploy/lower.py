@@ -19,19 +19,13 @@ from .layers import (ActQuant, FakeQuantize, FakeQuantizeFp8, FloatWeightLayer, 
 INT4_BLOCK = 32  # the INT4 kernel's packing block (kernels/gemv_int4.h)
 
 
-def _unready(q: Quantizer) -> Optional[str]:
-    if q.learned and q.initialised:
-        return None
-    if not q.observed:
-        return "never saw data (no calibration, no training step) and has no learned scale"
-    return None
-
-
 def check_ready(q: Quantizer, layer: str) -> None:
-    why = _unready(q)
-    if why is not None:
-        raise RuntimeError(f"torchqat.export: layer '{layer}': quantizer '{q.name}' {why}; run "
-                           "torchqat.calibrate or train the model first")
+    """Raises naming the layer when ``q`` has neither an observed range nor a
+    learned scale."""
+    if not q.observed and not (q.learned and q.initialised):
+        raise RuntimeError(f"torchqat.export: layer '{layer}': quantizer '{q.name}' never saw data (no "
+                           "calibration, no training step) and has no learned scale; run torchqat.calibrate or "
+                           "train the model first")
 
 
 def _integer_spec(q: Quantizer) -> bool:

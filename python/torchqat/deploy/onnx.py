@@ -29,6 +29,7 @@ from ..nn.modules import QuantAdd, QuantConv1d, QuantConv2d, QuantEmbedding, Qua
 from ..nn.quantizer import Quantizer
 from ..prepare import require_prepared
 from .artifact import _as_args
+from .convert import replace_submodules
 from .lower import _integer_spec, activation_grid, check_ready, effective_weight_and_bias, fake_quantized_weight, \
     quantize_weight
 
@@ -138,9 +139,7 @@ def _qdq_model(model: nn.Module, float_weights: List[str]) -> nn.Module:
             replacements[name] = _QdqBinary(mod, name)
         elif isinstance(mod, QuantEmbedding):
             replacements[name] = _QdqEmbedding(mod, name)
-    for name in sorted(replacements, key=lambda n: -n.count(".")):
-        model.set_submodule(name, replacements[name])
-    return model
+    return replace_submodules(model, replacements)
 
 
 def _fold_weight_quantization(graph) -> int:
