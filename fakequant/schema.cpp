@@ -105,4 +105,12 @@ TORCH_LIBRARY(torchqat, m) {
       tags);
   m.def("pack_linear_int4(Tensor weight) -> Tensor", tags);
   m.def("linear_int4(Tensor x, Tensor packed, Tensor scales, Tensor? bias=None) -> Tensor", tags);
+  // W4A8: uint8 activations (zero point, scale) x the same packed int4
+  // weights, exact integer sums per group; weight_sums[n] =
+  // sum_g scales[n, g] * sum_{k in g} weight[n, k] carries the zero point.
+  m.def("pack_linear_w4a8(Tensor weight, Tensor scales) -> (Tensor packed, Tensor weight_sums)", tags);
+  m.def(
+      "linear_w4a8(Tensor x, int x_zero_point, float x_scale, Tensor packed, Tensor scales, Tensor weight_sums, "
+      "Tensor? bias=None) -> Tensor",
+      tags);
 }

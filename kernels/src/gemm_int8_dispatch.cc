@@ -1,4 +1,4 @@
-// The INT8 GEMM, INT4 GEMV and uint8 quantize variants, chosen by the active ISA: the widest compiled
+// The INT8 GEMM, INT4 GEMV, W4A8 and uint8 quantize variants, chosen by the active ISA: the widest compiled
 // variant the active ISA can run (an AVX-512 machine runs the AVX2 GEMM until
 // a VNNI variant exists).
 #include "gemm_variants.h"
@@ -43,6 +43,18 @@ const std::vector<GemvInt4Kernels>& gemv_int4_variants() {
 }
 
 const GemvInt4Kernels& gemv_int4_kernels() { return widest_runnable(gemv_int4_variants()); }
+
+const std::vector<GemmW4A8Kernels>& gemm_w4a8_variants() {
+  static const std::vector<GemmW4A8Kernels> variants = {
+    {Isa::kScalar, &gemm_w4a8_reference},
+#if TORCHQAT_X86
+    avx2_gemm_w4a8_kernels(),
+#endif
+  };
+  return variants;
+}
+
+const GemmW4A8Kernels& gemm_w4a8_kernels() { return widest_runnable(gemm_w4a8_variants()); }
 
 const std::vector<QuantizeKernels>& quantize_variants() {
   static const std::vector<QuantizeKernels> variants = {

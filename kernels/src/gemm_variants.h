@@ -1,7 +1,8 @@
-// The compiled variants of the integer ops (GEMM, GEMV, quantize), one function per ISA TU.
+// The compiled variants of the integer ops (GEMM, GEMV, W4A8, quantize), one function per ISA TU.
 #pragma once
 
 #include "torchqat/kernels/gemm_int8.h"
+#include "torchqat/kernels/gemm_w4a8.h"
 #include "torchqat/kernels/gemv_int4.h"
 #include "torchqat/kernels/quantize.h"
 
@@ -9,6 +10,7 @@ namespace torchqat::kernels {
 
 GemmInt8Kernels avx2_gemm_int8_kernels();
 GemvInt4Kernels avx2_gemv_int4_kernels();
+GemmW4A8Kernels avx2_gemm_w4a8_kernels();
 QuantizeKernels avx2_quantize_kernels();
 
 }  // namespace torchqat::kernels

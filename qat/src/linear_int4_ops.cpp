@@ -1,11 +1,16 @@
-// The INT4 weight-only Linear ops of the exported model (CPU and Meta):
-// packing two weights per byte and the GEMV kernels (kernels/gemv_int4.h).
+// The INT4 Linear ops of the exported model (CPU and Meta): packing two
+// weights per byte, the weight-only GEMV for float activations
+// (kernels/gemv_int4.h) and the W4A8 kernels for uint8 activations
+// (kernels/gemm_w4a8.h), both reading the same packed weights.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <cmath>
+#include <tuple>
 
 #include "packed_header.h"
+#include "torchqat/kernels/gemm_w4a8.h"
 #include "torchqat/kernels/gemv_int4.h"
 
 namespace torchqat {
@@ -42,7 +47,43 @@ at::Tensor pack_linear_int4_meta(const at::Tensor& weight) {
 at::Tensor linear_int4_output(const at::Tensor& x, const c10::SymInt& n) {
   auto shape = x.sym_sizes().vec();
   shape.back() = n;
-  return at::empty_symint(shape, x.options());
+  return at::empty_symint(shape, x.options().dtype(at::kFloat));  // float32 output for float and uint8 inputs
+}
+
+// The int4 weights' geometry, checked against x's in_features.
+struct Int4Weights {
+  const uint8_t* q;
+  const float* scales;
+  int64_t n, groups, group_size;
+};
+
+Int4Weights checked_int4_weights(const char* op, int64_t kk, const at::Tensor& packed, const at::Tensor& scales) {
+  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.dim() == 2 && scales.is_contiguous() &&
+                  scales.size(1) > 0 && scales.is_cpu(),
+              op, ": scales must be a contiguous float32 CPU tensor [out_features, groups], got ",
+              scales.scalar_type(), " ", scales.sizes(), " on ", scales.device());
+  const int64_t n = scales.size(0), groups = scales.size(1);
+  TORCH_CHECK(kk % groups == 0 && (kk / groups) % k::kInt4Block == 0, op, ": scales has ", groups,
+              " groups per row, which must split in_features (", kk, ") into groups of a multiple of ",
+              k::kInt4Block);
+  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.dim() == 1 && packed.is_contiguous() &&
+                  packed.numel() >= kHeader && packed.is_cpu(),
+              op, ": packed must be the contiguous 1-D uint8 CPU tensor from pack_linear_int4, got ",
+              packed.scalar_type(), " ", packed.sizes());
+  const uint8_t* h = packed.const_data_ptr<uint8_t>();
+  const int64_t packed_k = read_packed_header(op, h, kInt4Format);
+  TORCH_CHECK(packed_k == kk, op, ": x has ", kk, " features but the weights were packed for ", packed_k);
+  TORCH_CHECK(packed.numel() == kHeader + n * kk / 2, op, ": packed holds ", packed.numel() - kHeader,
+              " bytes but ", n, "x", kk, " int4 weights take ", n * kk / 2);
+  return {h + kHeader, scales.const_data_ptr<float>(), n, groups, kk / groups};
+}
+
+const float* checked_bias(const char* op, const std::optional<at::Tensor>& bias, int64_t n) {
+  if (!bias) return nullptr;
+  TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->numel() == n && bias->is_contiguous() && bias->is_cpu(), op,
+              ": bias must be a contiguous float32 CPU tensor of ", n, " values, got ", bias->scalar_type(), " ",
+              bias->sizes());
+  return bias->const_data_ptr<float>();
 }
 
 at::Tensor linear_int4_cpu(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
@@ -51,42 +92,21 @@ at::Tensor linear_int4_cpu(const at::Tensor& x, const at::Tensor& packed, const 
   TORCH_CHECK(x.scalar_type() == at::kFloat && x.dim() >= 1 && x.is_cpu(), op,
               ": x must be a float32 CPU tensor [..., in_features], got ", x.scalar_type(), " on ", x.device());
   const int64_t kk = x.size(-1);
-  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.dim() == 2 && scales.is_contiguous() &&
-                  scales.size(1) > 0,
-              op, ": scales must be a contiguous float32 tensor [out_features, groups], got ", scales.scalar_type(),
-              " ", scales.sizes());
-  const int64_t n = scales.size(0), groups = scales.size(1);
-  TORCH_CHECK(kk % groups == 0 && (kk / groups) % k::kInt4Block == 0, op, ": scales has ", groups,
-              " groups per row, which must split in_features (", kk, ") into groups of a multiple of ",
-              k::kInt4Block);
-  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.dim() == 1 && packed.is_contiguous() &&
-                  packed.numel() >= kHeader,
-              op, ": packed must be the contiguous 1-D uint8 tensor from pack_linear_int4, got ", packed.scalar_type(),
-              " ", packed.sizes());
-  const uint8_t* h = packed.const_data_ptr<uint8_t>();
-  const int64_t packed_k = read_packed_header(op, h, kInt4Format);
-  TORCH_CHECK(packed_k == kk, op, ": x has ", kk, " features but the weights were packed for ", packed_k);
-  TORCH_CHECK(packed.numel() == kHeader + n * kk / 2, op, ": packed holds ", packed.numel() - kHeader,
-              " bytes but ", n, "x", kk, " int4 weights take ", n * kk / 2);
-  if (bias) {
-    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->numel() == n && bias->is_contiguous(), op,
-                ": bias must be a contiguous float32 tensor of ", n, " values, got ", bias->scalar_type(), " ",
-                bias->sizes());
-  }
+  const Int4Weights w = checked_int4_weights(op, kk, packed, scales);
   const at::Tensor a = x.reshape({-1, kk}).contiguous();
-  at::Tensor out = linear_int4_output(x, c10::SymInt(n));
+  at::Tensor out = linear_int4_output(x, c10::SymInt(w.n));
   k::GemvInt4Args args;
   args.x = a.const_data_ptr<float>();
   args.m = a.size(0);
-  args.n = n;
+  args.n = w.n;
   args.k = kk;
-  args.q = h + kHeader;
-  args.scales = scales.const_data_ptr<float>();
-  args.group_size = kk / groups;
-  args.bias = bias ? bias->const_data_ptr<float>() : nullptr;
+  args.q = w.q;
+  args.scales = w.scales;
+  args.group_size = w.group_size;
+  args.bias = checked_bias(op, bias, w.n);
   args.y = out.mutable_data_ptr<float>();
   const auto& kernels = k::gemv_int4_kernels();
-  at::parallel_for(0, n, 64, [&](int64_t nb, int64_t ne) { kernels.gemv(args, nb, ne); });
+  at::parallel_for(0, w.n, 64, [&](int64_t nb, int64_t ne) { kernels.gemv(args, nb, ne); });
   return out;
 }
 
@@ -95,16 +115,77 @@ at::Tensor linear_int4_meta(const at::Tensor& x, const at::Tensor&, const at::Te
   return linear_int4_output(x, scales.sym_size(0));
 }
 
+std::tuple<at::Tensor, at::Tensor> pack_linear_w4a8_cpu(const at::Tensor& weight, const at::Tensor& scales) {
+  constexpr const char* op = "pack_linear_w4a8";
+  at::Tensor packed = pack_linear_int4_cpu(weight);
+  const int64_t n = weight.size(0), kk = weight.size(1);
+  TORCH_CHECK(scales.dim() == 2 && scales.size(0) == n, op, ": scales must be [out_features (", n,
+              "), groups], got ", scales.sizes());
+  const Int4Weights w = checked_int4_weights(op, kk, packed, scales);
+  at::Tensor sums = at::empty({n}, scales.options());
+  k::int4_weight_sums(weight.contiguous().const_data_ptr<int8_t>(), n, kk, kk, w.scales, w.group_size,
+                      sums.mutable_data_ptr<float>());
+  return {packed, sums};
+}
+
+std::tuple<at::Tensor, at::Tensor> pack_linear_w4a8_meta(const at::Tensor& weight, const at::Tensor& scales) {
+  return {pack_linear_int4_meta(weight), at::empty_symint({weight.sym_size(0)}, scales.options())};
+}
+
+at::Tensor linear_w4a8_cpu(const at::Tensor& x, int64_t x_zero_point, double x_scale, const at::Tensor& packed,
+                           const at::Tensor& scales, const at::Tensor& weight_sums,
+                           const std::optional<at::Tensor>& bias) {
+  constexpr const char* op = "linear_w4a8";
+  TORCH_CHECK(x.scalar_type() == at::kByte && x.dim() >= 1 && x.is_cpu(), op,
+              ": x must be a uint8 CPU tensor [..., in_features], got ", x.scalar_type(), " on ", x.device());
+  TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255, op, ": x_zero_point must be in [0, 255], got ",
+              x_zero_point);
+  TORCH_CHECK(std::isfinite(x_scale) && x_scale > 0, op, ": x_scale must be positive and finite, got ", x_scale);
+  const int64_t kk = x.size(-1);
+  const Int4Weights w = checked_int4_weights(op, kk, packed, scales);
+  TORCH_CHECK(weight_sums.scalar_type() == at::kFloat && weight_sums.dim() == 1 && weight_sums.numel() == w.n &&
+                  weight_sums.is_contiguous() && weight_sums.is_cpu(),
+              op, ": weight_sums must be the contiguous float32 CPU tensor of ", w.n,
+              " values from pack_linear_w4a8, got ", weight_sums.scalar_type(), " ", weight_sums.sizes());
+  const at::Tensor a = x.reshape({-1, kk}).contiguous();
+  at::Tensor out = linear_int4_output(x, c10::SymInt(w.n));
+  k::GemmW4A8Args args;
+  args.x = a.const_data_ptr<uint8_t>();
+  args.m = a.size(0);
+  args.n = w.n;
+  args.k = kk;
+  args.x_zero = int32_t(x_zero_point);
+  args.x_scale = float(x_scale);
+  args.q = w.q;
+  args.scales = w.scales;
+  args.weight_sums = weight_sums.const_data_ptr<float>();
+  args.group_size = w.group_size;
+  args.bias = checked_bias(op, bias, w.n);
+  args.y = out.mutable_data_ptr<float>();
+  const auto& kernels = k::gemm_w4a8_kernels();
+  at::parallel_for(0, w.n, 64, [&](int64_t nb, int64_t ne) { kernels.gemm(args, nb, ne); });
+  return out;
+}
+
+at::Tensor linear_w4a8_meta(const at::Tensor& x, int64_t, double, const at::Tensor&, const at::Tensor& scales,
+                            const at::Tensor&, const std::optional<at::Tensor>&) {
+  return linear_int4_output(x, scales.sym_size(0));
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(torchqat, CPU, m) {
   m.impl("pack_linear_int4", &pack_linear_int4_cpu);
   m.impl("linear_int4", &linear_int4_cpu);
+  m.impl("pack_linear_w4a8", &pack_linear_w4a8_cpu);
+  m.impl("linear_w4a8", &linear_w4a8_cpu);
 }
 
 TORCH_LIBRARY_IMPL(torchqat, Meta, m) {
   m.impl("pack_linear_int4", &pack_linear_int4_meta);
   m.impl("linear_int4", &linear_int4_meta);
+  m.impl("pack_linear_w4a8", &pack_linear_w4a8_meta);
+  m.impl("linear_w4a8", &linear_w4a8_meta);
 }
 
 }  // namespace torchqat
