@@ -7,7 +7,8 @@ run, for M (rows: batch x tokens) in {1, 16, 128, 1024} and N = K in
 
 torchqat runs uint8 activations x int8 per-channel weights -> float output
 (bias and dequantization fused) and -> uint8 (requantized), and for M <= 16
-float activations x int4 weights in groups of 32 (weight-only); PyTorch's
+int4 weights in groups of 32 and 128 with float activations (weight-only) and
+with the uint8 activations (W4A8); PyTorch's
 quantized linear maps quint8 -> quint8. GOPS counts 2*M*N*K operations. Writes
 results/bench_linear_int8.json and prints a markdown table.
 """
@@ -41,12 +42,16 @@ def cases(m: int, nk: int):
     ours = lambda: torch.ops.torchqat.linear_int8(x_u8, x_zero, packed, sums, multiplier, bias)  # noqa: E731
     ours_u8 = lambda: torch.ops.torchqat.linear_int8(x_u8, x_zero, packed, sums, multiplier, bias, 0.1, 128)  # noqa: E731,E501
     out = {"torchqat int8 -> f32": ours, "torchqat int8 -> u8": ours_u8, "float32 F.linear": lambda: F.linear(xf, wf, bias)}
-    if m <= 16:  # weight-only int4 for decoding: float activations, groups of 32 along K
-        groups = wf.reshape(nk, nk // 32, 32)
-        s4 = (groups.abs().amax(-1) / 7).clamp_min(1e-8)
-        q4 = torch.round(groups / s4[..., None]).clamp(-8, 7).to(torch.int8).reshape(nk, nk)
-        packed4 = torch.ops.torchqat.pack_linear_int4(q4)
-        out["torchqat int4 (g32) weight-only"] = lambda: torch.ops.torchqat.linear_int4(xf, packed4, s4, bias)
+    if m <= 16:  # int4 weights for decoding, groups of 32 and 128 along K
+        for group in (32, 128):
+            groups = wf.reshape(nk, nk // group, group)
+            s4 = (groups.abs().amax(-1) / 7).clamp_min(1e-8)
+            q4 = torch.round(groups / s4[..., None]).clamp(-8, 7).to(torch.int8).reshape(nk, nk)
+            packed4, sums4 = torch.ops.torchqat.pack_linear_w4a8(q4, s4)
+            out[f"torchqat int4 (g{group}) weight-only"] = (  # float activations
+                lambda p=packed4, s=s4: torch.ops.torchqat.linear_int4(xf, p, s, bias))
+            out[f"torchqat w4a8 (g{group})"] = (  # uint8 activations, exact integer group sums
+                lambda p=packed4, s=s4, w=sums4: torch.ops.torchqat.linear_w4a8(x_u8, x_zero, x_scale, p, s, w, bias))
     try:
         torch.backends.quantized.engine = "x86"
         qw = torch.quantize_per_channel(wf, w_scale.double(), torch.zeros(nk, dtype=torch.long), 0, torch.qint8)
@@ -61,13 +66,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--min-run-time", type=float, default=0.3)
+    parser.add_argument("--ms", nargs="+", type=int, default=MS)
+    parser.add_argument("--nks", nargs="+", type=int, default=NKS)
     parser.add_argument("--out", default="results/bench_linear_int8.json")
     args = parser.parse_args()
     print(f"kernels: {torchqat._C.active_isa()}")
     rows = []
     for threads in args.threads:
-        for nk in NKS:
-            for m in MS:
+        for nk in args.nks:
+            for m in args.ms:
                 fns = cases(m, nk)
                 secs = {name: median_seconds(fn, threads, args.min_run_time) for name, fn in fns.items()}
                 ops = 2.0 * m * nk * nk

@@ -142,8 +142,9 @@ def test_low_bit_presets_export_to_the_qat_numbers(preset):
         x = torch.randn(16, 3, 8, 8)
         ref, got = qat(x), exported(x)
     assert (got - ref).abs().max() <= 1e-3 * ref.abs().max()
-    if preset == "w4a8":  # per-group int4 Linear weights run on the INT4 kernel
-        assert isinstance(exported.get_submodule("fc1"), Int4Linear), kinds
+    if preset == "w4a8":  # per-group int4 Linear weights on uint8 inputs run the W4A8 kernel
+        fc1 = exported.get_submodule("fc1")
+        assert isinstance(fc1, Int4Linear) and fc1.integer_input, kinds
     if preset == "w4a4_lsq":  # 4-bit per-channel weights and activations are integers for the INT8 GEMM
         assert isinstance(exported.get_submodule("conv2"), Int8Conv2d), kinds
     if preset == "fp8":
@@ -160,6 +161,29 @@ def test_linear_chain_hands_over_uint8():
     assert isinstance(first, Int8Linear) and first.out_act is not None and middle.input_quantized
     with torch.no_grad():
         x = torch.randn(64, 32)
+        assert (exported(x) - qat(x)).abs().max() <= 1e-3 * qat(x).abs().max()
+
+
+def test_w4a8_linears_take_uint8_from_the_int8_layer_before_them():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 128),
+                          nn.ReLU(), nn.Linear(128, 5))
+    inputs = [torch.randn(16, 64) for _ in range(3)]
+    qat = _trained_qat(model, torchqat.QConfig.w4a8(), inputs)
+    exported = torchqat.export(qat)
+    first, second, third = (exported.get_submodule(n) for n in ("0", "2", "4"))
+    assert isinstance(first, Int8Linear) and first.out_act is not None  # first layer kept at 8 bits
+    assert isinstance(second, Int4Linear) and second.integer_input and second.input_quantized
+    assert isinstance(third, Int4Linear) and third.integer_input and not third.input_quantized
+    with torch.no_grad():
+        x = torch.randn(64, 64)
+        # The W4A8 layer's uint8 input equals the integers of the QAT layer's fake-quantized input.
+        q_in = qat.get_submodule("4").input_quantizer
+        scale, zero = q_in.qparams()
+        h = _layer_io(qat, ["4"], x)[0]["4"][0]
+        ints = torch.round(q_in(h) / scale) + zero
+        assert torch.equal(torch.ops.torchqat.quantize_uint8(h, third.in_scale, third.in_zero_point, 0, 255).float(),
+                           ints)
         assert (exported(x) - qat(x)).abs().max() <= 1e-3 * qat(x).abs().max()
 
 

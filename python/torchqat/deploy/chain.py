@@ -1,6 +1,6 @@
 """Integer activations between layers: on a torch.fx graph, an integer layer
 whose every consumer quantizes its output onto one uint8 grid (the next conv
-or linear, or an operand of a residual add) requantizes in its epilogue and
+or linear, a W4A8 linear, or an operand of a residual add) requantizes in its epilogue and
 hands over uint8; the consumers skip their quantization. The integers are
 those the consumers would have computed from a float output (up to the float
 rounding of the accumulator's scaling)."""
@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 
 from torch import fx, nn
 
-from .layers import ActQuant, Int8Conv2d, Int8Linear, QuantizedAdd
+from .layers import ActQuant, Int4Linear, Int8Conv2d, Int8Linear, QuantizedAdd
 
 _INTEGER = (Int8Linear, Int8Conv2d)
 
@@ -27,7 +27,8 @@ def _consumer_grid(user: fx.Node, producer: fx.Node, modules: Dict[str, nn.Modul
     slots = [i for i, a in enumerate(user.args) if a is producer]
     if len(slots) != 1:
         return None
-    if isinstance(mod, _INTEGER) and slots[0] == 0 and len(user.args) == 1:
+    takes_uint8 = isinstance(mod, _INTEGER) or (isinstance(mod, Int4Linear) and mod.integer_input)
+    if takes_uint8 and slots[0] == 0 and len(user.args) == 1:
         return mod.in_act, mod, 0
     if isinstance(mod, QuantizedAdd):
         grid = mod.operand_grid(slots[0])

@@ -125,25 +125,42 @@ class Int8Conv2d(_Int8Gemm):
                f"relu={self.relu}, in={'uint8' if self.input_quantized else 'float'}, out={out}"
 
 
-class Int4Linear(nn.Module):
-    """Linear with int4 weights (two per byte, a float scale per group of 32k
-    inputs) on the weight-only INT4 kernel; the input is fake-quantized to
-    its trained grid first (W4A8), or left float (weight-only)."""
+class Int4Linear(_QuantizedInput, nn.Module):
+    """Linear with int4 weights (two per byte, a float scale per group of
+    inputs). With an integer input grid (W4A8) the input is quantized to
+    uint8 and runs the W4A8 kernel (exact integer sums per group); otherwise
+    (float or FP8 input) the weight-only INT4 kernel runs on the input as its
+    grid leaves it."""
 
     def __init__(self, weight_int4: torch.Tensor, group_scales: torch.Tensor, bias: Optional[torch.Tensor],
-                 input_grid: nn.Module, relu: bool, name: str = ""):
+                 act: Optional[ActQuant], input_grid: nn.Module, relu: bool, name: str = ""):
         super().__init__()
         self.layer_name = name
         self.out_features, self.in_features = weight_int4.shape
-        self.register_buffer("packed", torch.ops.torchqat.pack_linear_int4(weight_int4))
-        self.register_buffer("scales", group_scales.float().contiguous())
+        scales = group_scales.float().contiguous()
+        packed, weight_sums = torch.ops.torchqat.pack_linear_w4a8(weight_int4, scales)
+        self.register_buffer("packed", packed)
+        self.register_buffer("scales", scales)
+        self.register_buffer("weight_sums", weight_sums)
         self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        self.integer_input = act is not None
+        if act is not None:
+            self._set_input(act)
+            self.in_scale_value = act.scale
         self.input = input_grid
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.torchqat.linear_int4(self.input(x).contiguous(), self.packed, self.scales, self.bias)
+        if self.integer_input:
+            y = torch.ops.torchqat.linear_w4a8(self._quantize(x.contiguous()), self.in_zero, self.in_scale_value,
+                                               self.packed, self.scales, self.weight_sums, self.bias)
+        else:
+            y = torch.ops.torchqat.linear_int4(self.input(x).contiguous(), self.packed, self.scales, self.bias)
         return F.relu(y) if self.relu else y
+
+    def extra_repr(self) -> str:
+        kernel = "w4a8" if self.integer_input else "int4 weight-only"
+        return f"{self.in_features} -> {self.out_features}, relu={self.relu}, kernel={kernel}"
 
 
 class FakeQuantize(nn.Module):
