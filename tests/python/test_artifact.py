@@ -134,6 +134,32 @@ def test_int8_file_is_at_most_27_percent_of_the_float_state_dict(tmp_path):
     assert ratio <= 0.27, f"int8 file is {ratio:.3f} of the float32 state_dict"
 
 
+@pytest.mark.parametrize("group_size, bound", [(64, 0.16), (32, 0.18)])
+def test_w4a8_bert_file_size(tmp_path, group_size, bound):
+    """W4A8 target: at most 16% of the float32 state_dict. Met with groups of
+    64; groups of 32 carry a float32 scale per 32 weights (1/8 byte each, 3.1%
+    of float32 on their own) and stay at about 17%."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=8000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                                     intermediate_size=1024, max_position_embeddings=128, num_labels=5)
+    model = transformers.BertForSequenceClassification(config).eval()
+    ids = torch.randint(0, 8000, (2, 64))
+    qat = torchqat.prepare_qat(model, torchqat.QConfig.w4a8(group_size=group_size), example_inputs=(ids,))
+    torchqat.calibrate(qat, [ids])
+    qat.eval()
+    torchqat.freeze(qat)
+    exported = torchqat.export(qat)
+    report = exported.torchqat_export_report
+    assert report.count("int4 table") == 3 and report.count("int4 weights x uint8 input") == 4 * 6, report
+    torch.save(model.state_dict(), tmp_path / "fp32.pt")
+    size = torchqat.save(exported, tmp_path / "w4a8.tqat", ids)
+    ratio = size / os.path.getsize(tmp_path / "fp32.pt")
+    assert ratio <= bound, f"w4a8 (group {group_size}) file is {ratio:.3f} of the float32 state_dict"
+    with torch.no_grad():
+        torch.testing.assert_close(torchqat.load(tmp_path / "w4a8.tqat")(ids)["logits"], exported(ids).logits)
+
+
 @pytest.mark.skipif(not DEPLOY.exists(), reason="the C++ examples were not built (TORCHQAT_BUILD_TESTS=OFF)")
 @pytest.mark.skipif(not DATA.exists(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_cpp_deploy_program_gives_the_python_outputs(saved, tmp_path):

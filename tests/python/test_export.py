@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 
 import torchqat
-from torchqat.deploy.layers import FloatWeightLayer, Int4Linear, Int8Conv2d, Int8Linear, QuantizedAdd
+from torchqat.deploy.layers import FloatWeightLayer, Int4Embedding, Int4Linear, Int8Conv2d, Int8Linear, QuantizedAdd
 
 
 def _trained_qat(model, qconfig, inputs, steps=3, lr=0.01):
@@ -212,6 +212,27 @@ def test_export_leaves_the_qat_model_alone():
     after = qat.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
     assert torchqat.nn.QuantLinear in {type(m) for m in qat.modules()}
+
+
+def test_int4_embedding_table_equals_the_qat_table():
+    """Per-group 4-bit tables (w4a8) are stored two entries per byte; rows
+    looked up give the QAT layer's fake-quantized rows bit for bit."""
+    torch.manual_seed(6)
+    for signed, zero in ((True, False), (False, True)):
+        spec = torchqat.QuantSpec(bits=4, signed=signed, symmetric=not zero, granularity="per_group", group_size=16,
+                                  observer="current")
+        qconfig = torchqat.QConfig.int8().override(nn.Embedding, weight=spec)
+        qat = torchqat.prepare_qat(nn.Sequential(nn.Embedding(50, 32)), qconfig)
+        ids = torch.randint(0, 50, (3, 7))
+        torchqat.calibrate(qat, [ids])
+        qat.eval()
+        torchqat.freeze(qat)
+        exported = torchqat.export(qat)
+        table = exported.get_submodule("0")
+        assert isinstance(table, Int4Embedding) and table.packed.shape == (50, 16), exported.torchqat_export_report
+        assert (table.zero is not None) == zero
+        with torch.no_grad():
+            assert torch.equal(exported(ids), qat(ids))
 
 
 def test_bert_export_equals_qat_eval():

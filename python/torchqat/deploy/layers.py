@@ -147,7 +147,7 @@ class Int4Linear(_QuantizedInput, nn.Module):
         if act is not None:
             self._set_input(act)
             self.in_scale_value = act.scale
-        self.input = input_grid
+        self.input = nn.Identity() if act is not None else input_grid  # the grid lives in _set_input's buffers
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -253,6 +253,37 @@ class Int8Embedding(nn.Module):
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
         q = F.embedding(indices, self.table).to(torch.float32)
         return (q - self.row_zero[indices].unsqueeze(-1)) * self.row_scale[indices].unsqueeze(-1)
+
+
+class Int4Embedding(nn.Module):
+    """An embedding table of 4-bit integers, two per byte (even column in the
+    low nibble), with a scale and zero point per group of ``group_size``
+    columns of each row; looked-up rows are unpacked and dequantized with the
+    float operations of the fake quantizer, so they equal the QAT table's
+    values bit for bit."""
+
+    def __init__(self, table: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, group_size: int,
+                 name: str = ""):
+        super().__init__()
+        self.layer_name = name
+        rows, dim = table.shape
+        self.signed = bool(table.min() < 0)
+        nibbles = (table.to(torch.int16) & 0x0F).to(torch.uint8).reshape(rows, dim // 2, 2)
+        self.register_buffer("packed", (nibbles[..., 0] | (nibbles[..., 1] << 4)).contiguous())
+        self.register_buffer("scale", scale.float().reshape(rows, dim // group_size, 1).contiguous())
+        zero = zero_point.float().reshape(rows, dim // group_size, 1)
+        self.register_buffer("zero", None if bool((zero == 0).all()) else zero.contiguous())
+        self.dim, self.group_size = dim, group_size
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        packed = F.embedding(indices, self.packed)
+        q = torch.stack([packed & 0x0F, packed >> 4], dim=-1).to(torch.float32)
+        if self.signed:  # two's complement nibbles
+            q = torch.where(q >= 8, q - 16, q)
+        q = q.reshape(indices.shape + (self.dim // self.group_size, self.group_size))
+        if self.zero is not None:
+            q = q - F.embedding(indices, self.zero.flatten(1)).unsqueeze(-1)
+        return (q * F.embedding(indices, self.scale.flatten(1)).unsqueeze(-1)).reshape(indices.shape + (self.dim,))
 
 
 class QuantizedAdd(nn.Module):

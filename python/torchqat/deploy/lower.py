@@ -13,8 +13,8 @@ from .._fake_quant import fake_quantize, fake_quantize_fp8
 from ..nn.conv_bn import _ConvBnMixin
 from ..nn.modules import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
 from ..nn.quantizer import Quantizer
-from .layers import (ActQuant, FakeQuantize, FakeQuantizeFp8, FloatWeightLayer, Int4Linear, Int8Conv2d,
-                     Int8Embedding, Int8Linear)
+from .layers import (ActQuant, FakeQuantize, FakeQuantizeFp8, FloatWeightLayer, Int4Embedding, Int4Linear,
+                     Int8Conv2d, Int8Embedding, Int8Linear)
 
 INT4_BLOCK = 32  # the INT4 kernel's packing block (kernels/gemv_int4.h)
 
@@ -183,6 +183,11 @@ def lower_embedding(layer: QuantEmbedding, name: str) -> Tuple[nn.Module, str]:
     if q.fake_quant_enabled and _integer_spec(q) and q.group_size is None:
         ints, scale, zero_point, _ = quantize_weight(q, layer.weight.detach(), name)
         return Int8Embedding(ints, scale, zero_point, name), "int8 table"
+    dim = layer.weight.shape[1]
+    fits_a_nibble = (q.quant_min >= -8 and q.quant_max <= 7) or (q.quant_min >= 0 and q.quant_max <= 15)
+    if q.fake_quant_enabled and _integer_spec(q) and q.group_size is not None and dim % 2 == 0 and fits_a_nibble:
+        ints, scale, zero_point, _ = quantize_weight(q, layer.weight.detach(), name)
+        return Int4Embedding(ints, scale, zero_point, q.group_size, name), "int4 table (two per byte)"
     weight = fake_quantized_weight(q, layer.weight.detach(), name)
     table = nn.Embedding.from_pretrained(weight.clone(), freeze=True, padding_idx=layer.padding_idx)
     return table, "float table on the quantized grid"
