@@ -76,16 +76,30 @@ void run_microkernel(int64_t rows, const int16_t* a, int64_t stride, int64_t k_p
   }
 }
 
-// The epilogue for 8 consecutive full columns, vectorised with the same float
-// operations (in the same order) as gemm_epilogue.
-void epilogue8(const GemmInt8Args& args, int64_t m, int64_t n, __m256i acc) {
+// What the epilogue needs of 8 consecutive full columns, loaded once per
+// microkernel call rather than once per row (it was 15% of a K = 256 GEMM).
+struct Columns8 {
+  __m256i zero_term;  // a_zero * col_sums
+  __m256 multiplier, bias;
+  Columns8(const GemmInt8Args& args, int64_t n)
+      : zero_term(_mm256_mullo_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(args.b.col_sums + n)),
+                                     _mm256_set1_epi32(args.a_zero))),
+        multiplier(args.multiplier ? _mm256_loadu_ps(args.multiplier + n) : _mm256_setzero_ps()),
+        bias(args.bias ? _mm256_loadu_ps(args.bias + n) : _mm256_setzero_ps()) {}
+};
+
+// The epilogue of acc - a_zero * col_sums for 8 consecutive full columns,
+// vectorised with the same float operations (in the same order) as
+// gemm_epilogue.
+void epilogue8(const GemmInt8Args& args, const Columns8& cols, int64_t m, int64_t n, __m256i acc) {
+  acc = _mm256_sub_epi32(acc, cols.zero_term);
   const int64_t at = m * args.ldc + n;
   if (args.output == GemmOutput::kInt32) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<int32_t*>(args.out) + at), acc);
     return;
   }
-  __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(args.multiplier + n));
-  if (args.bias) v = _mm256_add_ps(v, _mm256_loadu_ps(args.bias + n));
+  __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), cols.multiplier);
+  if (args.bias) v = _mm256_add_ps(v, cols.bias);
   if (args.output == GemmOutput::kFloat) {
     if (args.relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
     _mm256_storeu_ps(static_cast<float*>(args.out) + at, v);
@@ -105,17 +119,18 @@ void epilogue8(const GemmInt8Args& args, int64_t m, int64_t n, __m256i acc) {
 void finish_rows(const GemmInt8Args& args, const int32_t* acc, int64_t m0, int64_t rows, int64_t p) {
   const PackedInt8View& b = args.b;
   const int64_t n0 = p * kPanel, cols = std::min(kPanel, b.n - n0);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t half = 0; half < 2; ++half) {  // acc - a_zero * col_sum, then the epilogue
-      const int64_t n = n0 + half * 8;
-      const int64_t valid = std::min<int64_t>(8, cols - half * 8);
-      if (valid <= 0) break;
-      if (valid == 8) {
-        __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + r * 16 + half * 8));
-        const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.col_sums + n));
-        v = _mm256_sub_epi32(v, _mm256_mullo_epi32(sums, _mm256_set1_epi32(args.a_zero)));
-        epilogue8(args, m0 + r, n, v);
-      } else {
+  for (int64_t half = 0; half < 2; ++half) {
+    const int64_t n = n0 + half * 8;
+    const int64_t valid = std::min<int64_t>(8, cols - half * 8);
+    if (valid <= 0) break;
+    if (valid == 8) {
+      const Columns8 constants(args, n);
+      for (int64_t r = 0; r < rows; ++r) {
+        epilogue8(args, constants, m0 + r, n,
+                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + r * 16 + half * 8)));
+      }
+    } else {
+      for (int64_t r = 0; r < rows; ++r) {
         for (int64_t c = 0; c < valid; ++c) {
           gemm_epilogue(args, m0 + r, n + c, acc[r * 16 + half * 8 + c] - args.a_zero * b.col_sums[n + c]);
         }
