@@ -1,7 +1,9 @@
 """Latency of exported models, side by side in one run: float32 eager,
 torchqat INT8 (the model file torchqat.save writes, loaded back), PyTorch's
 INT8 (torch.ao FX convert with the x86 engine) and ONNX Runtime on torchqat's
-QDQ file.
+QDQ files: uint8 weights (the default of export_onnx: ORT's exact u8u8
+kernels) and int8 weights (its u8s8 kernels: faster, but saturating int16
+pair sums on CPUs without VNNI).
 
     python benchmarks/deploy_vs_torch.py [--threads 1 2] [--min-run-time 1]
 
@@ -33,8 +35,9 @@ def _torchqat_int8(model, example, calib, tmp: Path, name: str):
     torchqat.enable_observer(qat, False)
     exported = torchqat.export(qat)
     torchqat.save(exported, tmp / f"{name}.tqat", example)
-    onnx_path = torchqat.export_onnx(qat, example, tmp / f"{name}.onnx", output_names=["output"])
-    return torchqat.load(tmp / f"{name}.tqat"), onnx_path
+    onnx_paths = {dtype: torchqat.export_onnx(qat, example, tmp / f"{name}_{dtype}.onnx", output_names=["output"],
+                                              weight_dtype=dtype) for dtype in ("uint8", "int8")}
+    return torchqat.load(tmp / f"{name}.tqat"), onnx_paths
 
 
 def _torch_ao_int8(model, example, calib):
@@ -67,7 +70,7 @@ def resnet_cases(image: int, batches, tmp: Path):
     torch.manual_seed(0)
     model = torchvision.models.resnet18().eval()
     calib = [torch.randn(4, 3, image, image)]
-    ours, onnx_path = _torchqat_int8(model, calib[0][:1], calib, tmp, "resnet18")
+    ours, onnx_paths = _torchqat_int8(model, calib[0][:1], calib, tmp, "resnet18")
     try:
         ao = _torch_ao_int8(model, (calib[0][:1],), [(c,) for c in calib])
     except Exception as e:  # noqa: BLE001  (a torch without torch.ao's quantized engine)
@@ -78,7 +81,8 @@ def resnet_cases(image: int, batches, tmp: Path):
         fns = {"float32 eager": lambda x=x: model(x), "torchqat INT8": lambda x=x: ours(x)}
         if ao is not None:
             fns["torch.ao INT8 (x86)"] = lambda x=x: ao(x)
-        fns["ONNX Runtime (torchqat QDQ)"] = ("onnx", onnx_path, {"input0": x.numpy()})
+        for dtype, path in onnx_paths.items():
+            fns[f"ONNX Runtime (QDQ, {dtype} weights)"] = ("onnx", path, {"input0": x.numpy()})
         yield f"ResNet-18 {image}x{image}", batch, fns
 
 
@@ -91,14 +95,15 @@ def bert_cases(seq: int, batches, tmp: Path):
     model = BertForSequenceClassification(config).eval()
     ids = torch.randint(0, 8000, (2, seq))
     example = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    ours, onnx_path = _torchqat_int8(model, example, [example], tmp, "bert")
+    ours, onnx_paths = _torchqat_int8(model, example, [example], tmp, "bert")
     for batch in batches:
         ids = torch.randint(0, 8000, (batch, seq))
         mask = torch.ones_like(ids)
         fns = {"float32 eager": lambda i=ids, m=mask: model(input_ids=i, attention_mask=m),
-               "torchqat INT8": lambda i=ids, m=mask: ours(input_ids=i, attention_mask=m),
-               "ONNX Runtime (torchqat QDQ)": ("onnx", onnx_path, {"input_ids": ids.numpy(),
-                                                                   "attention_mask": mask.numpy()})}
+               "torchqat INT8": lambda i=ids, m=mask: ours(input_ids=i, attention_mask=m)}
+        for dtype, path in onnx_paths.items():
+            fns[f"ONNX Runtime (QDQ, {dtype} weights)"] = ("onnx", path, {"input_ids": ids.numpy(),
+                                                                          "attention_mask": mask.numpy()})
         yield f"BERT small s{seq}", batch, fns
 
 

@@ -1,6 +1,9 @@
 """torchqat.export_onnx: a standard QDQ model that ONNX Runtime runs with its
 integer kernels, agreeing with torchqat's exported model."""
 
+import os
+
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -26,17 +29,35 @@ def _session(path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def test_resnet18_qdq_runs_in_onnxruntime_like_the_exported_model(tmp_path):
+def _weight_initializers(graph):
+    """{DequantizeLinear input name: (integers, zero point)} of the weights."""
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    out = {}
+    for n in graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].ndim >= 2:
+            out[n.input[0]] = (inits[n.input[0]], inits.get(n.input[2]) if len(n.input) > 2 else None)
+    return inits, out
+
+
+@pytest.mark.parametrize("weight_dtype", ["uint8", "int8"])
+def test_resnet18_qdq_runs_in_onnxruntime_like_the_exported_model(tmp_path, weight_dtype):
     torch.manual_seed(0)
     qat = _calibrated(torchvision.models.resnet18(num_classes=10), [torch.randn(8, 3, 32, 32)])
-    path = torchqat.export_onnx(qat, torch.randn(2, 3, 32, 32), tmp_path / "r18.onnx")
+    path = torchqat.export_onnx(qat, torch.randn(2, 3, 32, 32), tmp_path / "r18.onnx", weight_dtype=weight_dtype)
     graph = onnx.load(str(path)).graph
-    # Weights are int8 initializers read by DequantizeLinear, with the trained scales.
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    weight_dq = [n for n in graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
-                 and inits[n.input[0]].dtype.name == "int8"]
-    assert len(weight_dq) == 21  # 20 convs + fc
+    # Weights are 8-bit initializers read by DequantizeLinear, with the trained scales.
+    inits, weights = _weight_initializers(graph)
+    assert len(weights) == 21  # 20 convs + fc
+    assert all(w.dtype.name == weight_dtype for w, _ in weights.values())
     assert not any(a.dtype.name == "float32" and a.size > 1000 for a in inits.values()), "float weights left"
+    # The first weight's integers are the QAT conv1's (BN folded), shifted by the zero point.
+    q_w = qat.get_submodule("conv1").weight_quantizer
+    w_scale, _ = q_w.qparams()
+    first_w, first_zero = next(iter(weights.values()))
+    assert int(first_zero.reshape(-1)[0]) == (128 if weight_dtype == "uint8" else 0)
+    w_fq = q_w(torchqat.deploy.lower.effective_weight_and_bias(qat.get_submodule("conv1"))[0])
+    expected = torch.round(w_fq / w_scale.reshape(-1, 1, 1, 1)) + (128 if weight_dtype == "uint8" else 0)
+    assert torch.equal(torch.from_numpy(first_w.astype(np.int32)), expected.to(torch.int32))
     q_in = qat.get_submodule("conv1").input_quantizer
     scale, zero = q_in.qparams()
     first_q = next(n for n in graph.node if n.op_type == "QuantizeLinear")
@@ -44,13 +65,32 @@ def test_resnet18_qdq_runs_in_onnxruntime_like_the_exported_model(tmp_path):
     got_scale = consts.get(first_q.input[1], inits.get(first_q.input[1]))
     assert float(got_scale) == pytest.approx(float(scale), rel=1e-7)
     exported = torchqat.export(qat)
-    x = torch.randn(64, 3, 32, 32)  # another batch size: the batch dimension is dynamic
+    torch.manual_seed(1)
+    x = torch.randn(256, 3, 32, 32)  # another batch size: the batch dimension is dynamic
     ours = exported(x)
     theirs = torch.from_numpy(_session(path).run(None, {"input0": x.numpy()})[0])
-    # ONNX Runtime requantizes with its own arithmetic: values a step apart
-    # at rounding ties, which an untrained network amplifies a little.
-    assert (theirs - ours).abs().max() <= 0.1 * ours.abs().max()
-    assert (theirs.argmax(1) == ours.argmax(1)).float().mean() >= 0.9
+    agree = (theirs.argmax(1) == ours.argmax(1)).float().mean()
+    if weight_dtype == "uint8":
+        # u8u8 kernels are exact: differences are requantization ties only
+        # (measured: top-1 equal on all 256 inputs, max difference 2.4% of the largest output).
+        assert (theirs - ours).abs().max() <= 0.05 * ours.abs().max()
+        assert agree >= 0.995
+    elif not _has_vnni():
+        # u8s8 without VNNI saturates int16 pair sums (measured: 0.91 top-1 agreement).
+        assert agree >= 0.8
+    else:
+        assert agree >= 0.995
+
+
+def _has_vnni() -> bool:
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def test_weight_dtype_is_checked(tmp_path):
+    qat = _calibrated(torch.nn.Sequential(torch.nn.Linear(4, 4)), [torch.randn(2, 4)])
+    with pytest.raises(ValueError, match=r"weight_dtype must be one of \['int8', 'uint8'\], got 'int4'"):
+        torchqat.export_onnx(qat, torch.randn(1, 4), tmp_path / "m.onnx", weight_dtype="int4")
 
 
 def test_small_bert_qdq_runs_in_onnxruntime(tmp_path):

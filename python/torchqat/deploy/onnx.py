@@ -1,12 +1,21 @@
 """``export_onnx``: a QAT model as a standard QDQ ONNX model.
 
 Every quantized tensor appears as QuantizeLinear -> DequantizeLinear with the
-trained scale and zero point: activations per tensor (uint8), weights as int8
-initializers (per output channel) feeding DequantizeLinear, BatchNorm folded
-into the conv. ONNX Runtime fuses these patterns into its integer kernels
+trained scale and zero point: activations per tensor (uint8), weights as 8-bit
+integer initializers (per output channel) feeding DequantizeLinear, BatchNorm
+folded into the conv. ONNX Runtime fuses these patterns into its integer kernels
 (QLinearConv, QLinearMatMul, ...). The graph comes from torch's TorchScript
 ONNX exporter, which turns ``torch.fake_quantize_per_*_affine`` into Q/DQ
 pairs; a pass then stores each weight's integers instead of its float values.
+
+Weights are written as uint8 with zero point 128 by default (the same
+integers, shifted): ONNX Runtime then runs its u8u8 kernels, which are exact.
+Its u8s8 kernels (int8 weights) on CPUs without VNNI form pairs of u8 x s8
+products in saturating int16 (vpmaddubsw), so their results drift from the
+exact ones (top-1 agreement with torchqat's model on a random ResNet-18: 0.91
+with int8 weights, 1.0 with uint8, on the AVX2 development machine);
+``weight_dtype="int8"`` writes int8 weights for VNNI targets, where u8s8 is
+exact and faster.
 
 Limits: 8-bit activation grids (ONNX's QuantizeLinear types before opset 21);
 weights without an 8-bit integer spec (FP8, 4-bit per-group) are written as
@@ -54,11 +63,15 @@ class _QdqActivation(nn.Module):
         return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, 0, 255)
 
 
-class _QdqWeighted(nn.Module):
-    """Linear / Conv with a QDQ input and an int8 per-channel QDQ weight (or
-    a float weight on its grid when no int8 spec applies)."""
+# weight_dtype -> (zero point of the symmetric weights' integers, range).
+_WEIGHT_GRIDS = {"uint8": (128, 0, 255), "int8": (0, -128, 127)}
 
-    def __init__(self, layer: nn.Module, name: str, float_weights: List[str]):
+
+class _QdqWeighted(nn.Module):
+    """Linear / Conv with a QDQ input and an 8-bit per-channel QDQ weight (or
+    a float weight on its grid when no 8-bit spec applies)."""
+
+    def __init__(self, layer: nn.Module, name: str, float_weights: List[str], weight_dtype: str):
         super().__init__()
         weight, bias = effective_weight_and_bias(layer)
         weight, bias = weight.detach(), None if bias is None else bias.detach()
@@ -70,7 +83,8 @@ class _QdqWeighted(nn.Module):
             ints, scale, _, fq = quantize_weight(wq, weight, name)
             self.register_buffer("weight", fq)
             self.register_buffer("w_scale", scale.float().reshape(-1).expand(weight.shape[0]).contiguous())
-            self.register_buffer("w_zero", torch.zeros(weight.shape[0], dtype=torch.int32))
+            zero, self.w_min, self.w_max = _WEIGHT_GRIDS[weight_dtype]
+            self.register_buffer("w_zero", torch.full((weight.shape[0],), zero, dtype=torch.int32))
         else:
             self.register_buffer("weight", weight if wq is None else fake_quantized_weight(wq, weight, name))
             if wq is not None and wq.fake_quant_enabled:
@@ -87,8 +101,8 @@ class _QdqWeighted(nn.Module):
         x = self.input(x)
         w = self.weight
         if self.per_channel:
-            # (-128, 127): the weights' integers lie in it, and it is ONNX's int8 range.
-            w = torch.fake_quantize_per_channel_affine(w, self.w_scale, self.w_zero, 0, -128, 127)
+            # The weights' integers (symmetric, in [-128, 127]) shifted by the zero point lie in the range.
+            w = torch.fake_quantize_per_channel_affine(w, self.w_scale, self.w_zero, 0, self.w_min, self.w_max)
         if self.kind == "linear":
             y = F.linear(x, w, self.bias)
         elif self.kind == "conv2d":
@@ -130,11 +144,11 @@ class _QdqEmbedding(nn.Module):
         return F.embedding(indices, table)
 
 
-def _qdq_model(model: nn.Module, float_weights: List[str]) -> nn.Module:
+def _qdq_model(model: nn.Module, float_weights: List[str], weight_dtype: str) -> nn.Module:
     replacements = {}
     for name, mod in model.named_modules():
         if isinstance(mod, (QuantLinear, QuantConv1d, QuantConv2d)):
-            replacements[name] = _QdqWeighted(mod, name, float_weights)
+            replacements[name] = _QdqWeighted(mod, name, float_weights, weight_dtype)
         elif isinstance(mod, (QuantAdd, QuantMatMul)):
             replacements[name] = _QdqBinary(mod, name)
         elif isinstance(mod, QuantEmbedding):
@@ -188,20 +202,25 @@ def _fold_weight_quantization(graph) -> int:
 
 def export_onnx(qat_model: nn.Module, example_inputs, path: str, opset: int = 17,
                 input_names: Optional[List[str]] = None, output_names: Optional[List[str]] = None,
-                dynamic_batch: bool = True) -> str:
+                dynamic_batch: bool = True, weight_dtype: str = "uint8") -> str:
     """Write ``qat_model`` (prepared, trained or calibrated) to ``path`` as a
     QDQ ONNX model. ``example_inputs``: a tensor, tuple or dict of keyword
-    inputs; with ``dynamic_batch`` their first dimension may vary. Returns
-    ``path``."""
+    inputs; with ``dynamic_batch`` their first dimension may vary.
+    ``weight_dtype``: "uint8" (zero point 128; exact in ONNX Runtime on every
+    CPU) or "int8" (exact there only with VNNI; see the module docstring).
+    Returns ``path``."""
     import onnx
 
+    if weight_dtype not in _WEIGHT_GRIDS:
+        raise ValueError(f"torchqat.export_onnx: weight_dtype must be one of {sorted(_WEIGHT_GRIDS)}, "
+                         f"got {weight_dtype!r}")
     require_prepared(qat_model, "export_onnx")
     model = copy.deepcopy(qat_model).eval()
     float_weights: List[str] = []
     with torch.no_grad():
-        model = _qdq_model(model, float_weights)
+        model = _qdq_model(model, float_weights, weight_dtype)
     if float_weights:
-        warnings.warn("torchqat.export_onnx: these weights have no int8 QDQ form and are written as float on their "
+        warnings.warn("torchqat.export_onnx: these weights have no 8-bit QDQ form and are written as float on their "
                       f"trained grid: {', '.join(float_weights)}", stacklevel=2)
     args, kwargs = _as_args(example_inputs)
     names = input_names or (list(kwargs) if kwargs else [f"input{i}" for i in range(len(args))])
