@@ -15,14 +15,14 @@ namespace {
 constexpr int64_t kRows = 6;         // rows per microkernel: 12 accumulators, 2 weight registers
 constexpr int64_t kBlockRows = 60;   // rows widened together; each weight panel is read once per block
 
+// Few rows read each panel straight from memory, once: a software prefetch
+// kPrefetchBytes ahead keeps enough lines in flight (the hardware prefetcher
+// alone sustained 8 GB/s on the development VM, this 13-19 GB/s).
+constexpr int64_t kPrefetchBytes = 4096;
+
 // Weights of one k pair for 16 columns as two int16 registers (columns 0-7
 // and 8-15): from int8 (widened here, vpmovsxbw) or from a panel widened
 // beforehand (when many rows share it).
-// Few rows read each panel straight from memory, once: a software prefetch
-// kPrefetchBytes ahead keeps enough lines in flight (the hardware prefetcher
-// alone sustained 8 GB/s on the development VM, this 14-19 GB/s).
-constexpr int64_t kPrefetchBytes = 4096;
-
 struct Int8Panel {
   const int8_t* p;
   void load(int64_t j, __m256i* b0, __m256i* b1) const {

@@ -5,11 +5,11 @@
 // activation load.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <array>
 #include <cstring>
 #include <vector>
 
+#include "avx2_ops.h"
 #include "gemm_variants.h"
 #include "torchqat/kernels/gemm_w4a8.h"
 
@@ -49,13 +49,16 @@ struct PreparedRow {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(eight[size_t(p)].data()), sums);
     }
   }
-};
 
-inline float hsum(__m256 v) {
-  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
-}
+  // Pair p's activations for the low and the high nibbles, and its 8 * x sums.
+  __m256i low(int64_t p) const { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.data() + p * kPairK)); }
+  __m256i high(int64_t p) const {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.data() + p * kPairK + 32));
+  }
+  __m256i eights(int64_t p) const {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(eight[size_t(p)].data()));
+  }
+};
 
 // The exact int32 sums of one block pair as floats: lanes 0-3 hold block 2p's
 // (partial sums of its group), lanes 4-7 block 2p + 1's.
@@ -71,9 +74,9 @@ inline __m256 pair_sums(__m256i bytes, __m256i xlo, __m256i xhi, __m256i eight) 
 // What the column loop reads besides the weights: the group of every block.
 struct Geometry {
   int64_t groups, blocks;
-  std::vector<int32_t> block_group;  // [blocks + 1] (the extra entry repeats the last group)
+  std::vector<int32_t> block_group;  // [blocks]
   explicit Geometry(const GemmW4A8Args& a) : groups(a.k / a.group_size), blocks(a.k / kInt4Block) {
-    for (int64_t b = 0; b <= blocks; ++b) block_group.push_back(int32_t(std::min(b, blocks - 1) * kInt4Block / a.group_size));
+    for (int64_t b = 0; b < blocks; ++b) block_group.push_back(int32_t(b * kInt4Block / a.group_size));
   }
 };
 
@@ -93,9 +96,7 @@ void columns_avx2(const GemmW4A8Args& a, const Geometry& geo, const PreparedRow&
   const int32_t* bg = geo.block_group.data();
   const int64_t whole_pairs = geo.blocks / 2;
   for (int64_t p = 0; p < whole_pairs; ++p) {
-    const __m256i xlo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr.x.data() + p * kPairK));
-    const __m256i xhi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr.x.data() + p * kPairK + 32));
-    const __m256i eight = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr.eight[size_t(p)].data()));
+    const __m256i xlo = xr.low(p), xhi = xr.high(p), eight = xr.eights(p);
     const int32_t g0 = bg[2 * p], g1 = bg[2 * p + 1];
     for (int r = 0; r < kRowsUsed; ++r) {
       _mm_prefetch(reinterpret_cast<const char*>(w[r] + p * 32 + kPrefetchBytes), _MM_HINT_T0);
@@ -107,9 +108,7 @@ void columns_avx2(const GemmW4A8Args& a, const Geometry& geo, const PreparedRow&
   }
   if (geo.blocks % 2) {  // the last block alone: its partner's activations are zero
     const int64_t p = whole_pairs;
-    const __m256i xlo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr.x.data() + p * kPairK));
-    const __m256i xhi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr.x.data() + p * kPairK + 32));
-    const __m256i eight = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr.eight[size_t(p)].data()));
+    const __m256i xlo = xr.low(p), xhi = xr.high(p), eight = xr.eights(p);
     for (int r = 0; r < kRowsUsed; ++r) {
       const __m256i bytes = _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r] + p * 32)));
       acc[r] = _mm256_fmadd_ps(pair_sums(bytes, xlo, xhi, eight), _mm256_broadcast_ss(s[r] + bg[2 * p]), acc[r]);
@@ -117,7 +116,7 @@ void columns_avx2(const GemmW4A8Args& a, const Geometry& geo, const PreparedRow&
   }
   for (int r = 0; r < kRowsUsed; ++r) {
     const int64_t n = n0 + r;
-    float total = hsum(acc[r]);
+    float total = Avx2Ops::sum(acc[r]);
     if (a.x_zero != 0) total -= float(a.x_zero) * a.weight_sums[n];
     const float y = total * a.x_scale;
     out[r] = a.bias ? y + a.bias[n] : y;

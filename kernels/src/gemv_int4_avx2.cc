@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "avx2_ops.h"
 #include "gemm_variants.h"
 #include "torchqat/kernels/gemv_int4.h"
 
@@ -42,10 +43,8 @@ void rows_avx2(const GemvInt4Args& a, const float* x, int64_t n0, float* out) {
       acc[r] = _mm256_fmadd_ps(sum[r], _mm256_set1_ps(a.scales[(n0 + r) * groups + g]), acc[r]);
     }
   }
-  for (int r = 0; r < kRowsUsed; ++r) {  // horizontal sum
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    const float total = _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+  for (int r = 0; r < kRowsUsed; ++r) {
+    const float total = Avx2Ops::sum(acc[r]);
     out[r] = a.bias ? total + a.bias[n0 + r] : total;
   }
 }

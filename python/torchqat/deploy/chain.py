@@ -1,7 +1,7 @@
 """Integer activations between layers: on a torch.fx graph, an integer layer
 whose every consumer quantizes its output onto one uint8 grid (the next conv
-or linear, a W4A8 linear, or an operand of a residual add) requantizes in its epilogue and
-hands over uint8; the consumers skip their quantization. The integers are
+or linear, a W4A8 linear, or an operand of a residual add) requantizes in its
+epilogue and hands over uint8; the consumers skip their quantization. The integers are
 those the consumers would have computed from a float output (up to the float
 rounding of the accumulator's scaling)."""
 

@@ -133,7 +133,7 @@ class Int4Linear(_QuantizedInput, nn.Module):
     grid leaves it."""
 
     def __init__(self, weight_int4: torch.Tensor, group_scales: torch.Tensor, bias: Optional[torch.Tensor],
-                 act: Optional[ActQuant], input_grid: nn.Module, relu: bool, name: str = ""):
+                 input_grid: nn.Module, relu: bool, name: str = ""):
         super().__init__()
         self.layer_name = name
         self.out_features, self.in_features = weight_int4.shape
@@ -143,17 +143,16 @@ class Int4Linear(_QuantizedInput, nn.Module):
         self.register_buffer("scales", scales)
         self.register_buffer("weight_sums", weight_sums)
         self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
-        self.integer_input = act is not None
-        if act is not None:
-            self._set_input(act)
-            self.in_scale_value = act.scale
-        self.input = nn.Identity() if act is not None else input_grid  # the grid lives in _set_input's buffers
+        self.integer_input = isinstance(input_grid, FakeQuantize)
+        if self.integer_input:
+            self._set_input(input_grid.act)  # its buffers hold the grid: no input module kept
+        self.input = nn.Identity() if self.integer_input else input_grid
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.integer_input:
-            y = torch.ops.torchqat.linear_w4a8(self._quantize(x.contiguous()), self.in_zero, self.in_scale_value,
-                                               self.packed, self.scales, self.weight_sums, self.bias)
+            y = torch.ops.torchqat.linear_w4a8(self._quantize(x), self.in_zero, self.in_act.scale, self.packed,
+                                               self.scales, self.weight_sums, self.bias)
         else:
             y = torch.ops.torchqat.linear_int4(self.input(x).contiguous(), self.packed, self.scales, self.bias)
         return F.relu(y) if self.relu else y
@@ -270,8 +269,8 @@ class Int4Embedding(nn.Module):
         self.signed = bool(table.min() < 0)
         nibbles = (table.to(torch.int16) & 0x0F).to(torch.uint8).reshape(rows, dim // 2, 2)
         self.register_buffer("packed", (nibbles[..., 0] | (nibbles[..., 1] << 4)).contiguous())
-        self.register_buffer("scale", scale.float().reshape(rows, dim // group_size, 1).contiguous())
-        zero = zero_point.float().reshape(rows, dim // group_size, 1)
+        self.register_buffer("scale", scale.float().reshape(rows, dim // group_size).contiguous())
+        zero = zero_point.float().reshape(rows, dim // group_size)
         self.register_buffer("zero", None if bool((zero == 0).all()) else zero.contiguous())
         self.dim, self.group_size = dim, group_size
 
@@ -282,8 +281,8 @@ class Int4Embedding(nn.Module):
             q = torch.where(q >= 8, q - 16, q)
         q = q.reshape(indices.shape + (self.dim // self.group_size, self.group_size))
         if self.zero is not None:
-            q = q - F.embedding(indices, self.zero.flatten(1)).unsqueeze(-1)
-        return (q * F.embedding(indices, self.scale.flatten(1)).unsqueeze(-1)).reshape(indices.shape + (self.dim,))
+            q = q - F.embedding(indices, self.zero).unsqueeze(-1)
+        return (q * F.embedding(indices, self.scale).unsqueeze(-1)).reshape(indices.shape + (self.dim,))
 
 
 class QuantizedAdd(nn.Module):

@@ -165,11 +165,10 @@ def lower_weighted(layer: nn.Module, name: str) -> Tuple[nn.Module, str]:
     input_grid = frozen_input(aq, name)
     if _int4_gemv_ok(layer):
         ints, scale, _, _ = quantize_weight(wq, weight, name)
-        if isinstance(input_grid, FakeQuantize):  # an integer input grid: W4A8 on integers
-            return (Int4Linear(ints, scale, bias, input_grid.act, input_grid, relu, name),
-                    "int4 weights x uint8 input (W4A8 kernel)")
-        return (Int4Linear(ints, scale, bias, None, input_grid, relu, name),
-                "int4 weights (INT4 weight-only kernel, float input)")
+        int4 = Int4Linear(ints, scale, bias, input_grid, relu, name)
+        if int4.integer_input:
+            return int4, "int4 weights x uint8 input (W4A8 kernel)"
+        return int4, "int4 weights (INT4 weight-only kernel, float input)"
     fq_weight = weight if wq is None else fake_quantized_weight(wq, weight, name)
     op = "linear" if isinstance(layer, QuantLinear) else ("conv2d" if isinstance(layer, QuantConv2d) else "conv1d")
     conv_args = None if op == "linear" else {"stride": list(layer.stride), "padding": list(layer.padding),
