@@ -130,4 +130,67 @@ at::Tensor observe_fake_quantize(const at::Tensor& x, at::Tensor& min_val, at::T
                  fake_quant, axis, group_size);
 }
 
+at::Tensor quantize_uint8(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
+                          int64_t quant_min, int64_t quant_max) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t)>(
+          "torchqat::quantize_uint8");
+  return op.call(x, scale, zero_point, quant_min, quant_max);
+}
+
+std::tuple<at::Tensor, at::Tensor> pack_linear_int8(const at::Tensor& weight) {
+  static const auto op =
+      handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&)>("torchqat::pack_linear_int8");
+  return op.call(weight);
+}
+
+at::Tensor linear_int8(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
+                       const at::Tensor& col_sums, const at::Tensor& multiplier,
+                       const std::optional<at::Tensor>& bias, std::optional<double> out_scale,
+                       std::optional<int64_t> out_zero_point, bool relu) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, int64_t, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                        const std::optional<at::Tensor>&, std::optional<double>, std::optional<int64_t>,
+                        bool)>("torchqat::linear_int8");
+  return op.call(x, x_zero_point, packed, col_sums, multiplier, bias, out_scale, out_zero_point, relu);
+}
+
+at::Tensor conv2d_int8(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
+                       const at::Tensor& col_sums, const at::Tensor& multiplier,
+                       const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel_size,
+                       c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                       std::optional<double> out_scale, std::optional<int64_t> out_zero_point, bool relu) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, int64_t, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                        const std::optional<at::Tensor>&, c10::IntArrayRef, c10::IntArrayRef, c10::IntArrayRef,
+                        c10::IntArrayRef, std::optional<double>, std::optional<int64_t>, bool)>(
+          "torchqat::conv2d_int8");
+  return op.call(x, x_zero_point, packed, col_sums, multiplier, bias, kernel_size, stride, padding, dilation,
+                 out_scale, out_zero_point, relu);
+}
+
+at::Tensor linear_int4(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
+                       const std::optional<at::Tensor>& bias) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&)>(
+          "torchqat::linear_int4");
+  return op.call(x, packed, scales, bias);
+}
+
+std::tuple<at::Tensor, at::Tensor> pack_linear_w4a8(const at::Tensor& weight, const at::Tensor& scales) {
+  static const auto op =
+      handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&)>(
+          "torchqat::pack_linear_w4a8");
+  return op.call(weight, scales);
+}
+
+at::Tensor linear_w4a8(const at::Tensor& x, int64_t x_zero_point, double x_scale, const at::Tensor& packed,
+                       const at::Tensor& scales, const at::Tensor& weight_sums,
+                       const std::optional<at::Tensor>& bias) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, int64_t, double, const at::Tensor&, const at::Tensor&,
+                        const at::Tensor&, const std::optional<at::Tensor>&)>("torchqat::linear_w4a8");
+  return op.call(x, x_zero_point, x_scale, packed, scales, weight_sums, bias);
+}
+
 }  // namespace torchqat::ops

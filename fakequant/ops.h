@@ -63,4 +63,30 @@ at::Tensor observe_fake_quantize(const at::Tensor& x, at::Tensor& min_val, at::T
                                  bool fake_quant, std::optional<int64_t> axis,
                                  std::optional<int64_t> group_size);
 
+// Integer inference (the exported model).
+at::Tensor quantize_uint8(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
+                          int64_t quant_min, int64_t quant_max);
+
+std::tuple<at::Tensor, at::Tensor> pack_linear_int8(const at::Tensor& weight);
+
+at::Tensor linear_int8(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
+                       const at::Tensor& col_sums, const at::Tensor& multiplier,
+                       const std::optional<at::Tensor>& bias, std::optional<double> out_scale,
+                       std::optional<int64_t> out_zero_point, bool relu);
+
+at::Tensor conv2d_int8(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
+                       const at::Tensor& col_sums, const at::Tensor& multiplier,
+                       const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel_size,
+                       c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                       std::optional<double> out_scale, std::optional<int64_t> out_zero_point, bool relu);
+
+at::Tensor linear_int4(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
+                       const std::optional<at::Tensor>& bias);
+
+std::tuple<at::Tensor, at::Tensor> pack_linear_w4a8(const at::Tensor& weight, const at::Tensor& scales);
+
+at::Tensor linear_w4a8(const at::Tensor& x, int64_t x_zero_point, double x_scale, const at::Tensor& packed,
+                       const at::Tensor& scales, const at::Tensor& weight_sums,
+                       const std::optional<at::Tensor>& bias);
+
 }  // namespace torchqat::ops

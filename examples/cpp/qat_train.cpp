@@ -1,14 +1,18 @@
 // Quantization-aware training in pure C++ (LibTorch + libtorchqat, no Python):
 // a small CNN written as a torch::nn::Sequential is trained in float32 on
 // Fashion-MNIST, prepared with torchqat::prepare_qat (Conv-BN-ReLU folded,
-// int8 weights and uint8 activations), fine-tuned with fake quantization and
-// evaluated. Exits non-zero if the QAT model's accuracy falls below
-// --min-accuracy, so `make test` checks it really learns.
+// int8 weights and uint8 activations), fine-tuned with fake quantization,
+// evaluated, then lowered in place to the integer kernels with
+// torchqat::export_model and evaluated again. Exits non-zero if the QAT or
+// the exported model's accuracy falls below --min-accuracy, or if the two
+// disagree on more than 1% of the images, so `make test` checks it really
+// learns and deploys.
 //
 //   qat_train [--data DIR] [--train-limit N] [--test-limit N] [--epochs E]
 //             [--min-accuracy A]
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <stdexcept>
@@ -43,11 +47,14 @@ void train(torch::nn::Sequential& model, const fashion_mnist::Split& data, int e
   }
 }
 
-double accuracy(torch::nn::Sequential& model, const fashion_mnist::Split& data) {
+torch::Tensor predictions(torch::nn::Sequential& model, const fashion_mnist::Split& data) {
   torch::NoGradGuard no_grad;
   model->eval();
-  const auto pred = model->forward(data.images).argmax(1);
-  return pred.eq(data.labels).to(torch::kDouble).mean().item<double>();
+  return model->forward(data.images).argmax(1);
+}
+
+double accuracy(torch::nn::Sequential& model, const fashion_mnist::Split& data) {
+  return predictions(model, data).eq(data.labels).to(torch::kDouble).mean().item<double>();
 }
 
 }  // namespace
@@ -81,10 +88,17 @@ int main(int argc, char** argv) {
     train(qat, train_set, epochs, 0.01);
     const double int8 = accuracy(qat, test_set);
     std::cout << torchqat::summary(*qat) << "\n";
-    std::printf("float32 accuracy %.4f, int8 QAT accuracy %.4f (%lld train / %lld test images)\n", fp32, int8,
+    const auto qat_pred = predictions(qat, test_set);
+
+    std::cout << torchqat::to_string(torchqat::export_model(*qat));
+    const auto exported_pred = predictions(qat, test_set);
+    const double exported = exported_pred.eq(test_set.labels).to(torch::kDouble).mean().item<double>();
+    const double agreement = exported_pred.eq(qat_pred).to(torch::kDouble).mean().item<double>();
+    std::printf("float32 accuracy %.4f, int8 QAT accuracy %.4f, exported INT8 accuracy %.4f (top-1 agreement "
+                "with QAT %.4f; %lld train / %lld test images)\n", fp32, int8, exported, agreement,
                 static_cast<long long>(train_set.images.size(0)), static_cast<long long>(test_set.images.size(0)));
-    if (int8 < min_accuracy) {
-      std::fprintf(stderr, "int8 QAT accuracy %.4f is below --min-accuracy %.4f\n", int8, min_accuracy);
+    if (std::min(int8, exported) < min_accuracy || agreement < 0.99) {
+      std::fprintf(stderr, "below --min-accuracy %.4f, or exported and QAT models disagree\n", min_accuracy);
       return 1;
     }
   } catch (const std::exception& e) {

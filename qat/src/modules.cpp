@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "torchqat/qat/export.h"
+
 namespace torchqat {
 namespace {
 
@@ -60,6 +62,7 @@ QuantLinearImpl::QuantLinearImpl(const torch::nn::Linear& linear, const LayerSpe
 }
 
 torch::Tensor QuantLinearImpl::forward(const torch::Tensor& x) {
+  if (lowered) return lowered->forward(x);
   return activate(torch::nn::functional::linear(quantize_input(x), quantize_weight(weight), bias));
 }
 
@@ -82,6 +85,7 @@ torch::Tensor QuantConv2dImpl::convolve(const torch::Tensor& x, const torch::Ten
 }
 
 torch::Tensor QuantConv2dImpl::forward(const torch::Tensor& x) {
+  if (lowered) return lowered->forward(x);
   return activate(convolve(quantize_input(x), quantize_weight(weight), bias));
 }
 
@@ -107,6 +111,7 @@ torch::Tensor QuantConvBn2dImpl::folded_bias() const {
 }
 
 torch::Tensor QuantConvBn2dImpl::forward(const torch::Tensor& x) {
+  if (lowered) return lowered->forward(x);
   const auto scale = bn_scale();
   const auto w = quantize_weight(weight * scale.reshape({-1, 1, 1, 1}));
   auto y = convolve(quantize_input(x), w, {});

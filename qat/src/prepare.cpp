@@ -84,11 +84,19 @@ struct Rewriter {
   }
 };
 
+// The module and its descendants; `model` itself may live on the stack
+// (Module::modules() with the root needs it held by a shared_ptr).
+template <class Impl, class Fn>
+void for_each(torch::nn::Module& model, Fn fn) {
+  if (auto* self = dynamic_cast<Impl*>(&model)) fn(*self);
+  for (const auto& m : model.modules(/*include_self=*/false)) {
+    if (auto* impl = dynamic_cast<Impl*>(m.get())) fn(*impl);
+  }
+}
+
 template <class Fn>
 void for_each_quantizer(torch::nn::Module& model, Fn fn) {
-  for (const auto& m : model.modules()) {
-    if (auto q = as<QuantizerImpl>(m)) fn(*q);
-  }
+  for_each<QuantizerImpl>(model, fn);
 }
 
 }  // namespace
@@ -120,9 +128,7 @@ void freeze(torch::nn::Module& model) {
 }
 
 void freeze_bn_stats(torch::nn::Module& model, bool frozen) {
-  for (const auto& m : model.modules()) {
-    if (auto cb = as<QuantConvBn2dImpl>(m)) cb->freeze_bn_stats(frozen);
-  }
+  for_each<QuantConvBn2dImpl>(model, [frozen](QuantConvBn2dImpl& cb) { cb.freeze_bn_stats(frozen); });
 }
 
 std::string summary(torch::nn::Module& model) {
@@ -141,13 +147,15 @@ std::string summary(torch::nn::Module& model) {
     }
   };
   out << "| layer | kind | weight | weight scale | input | input scale |\n|---|---|---|---|---|---|\n";
-  for (const auto& item : model.named_modules()) {
-    const auto* layer = dynamic_cast<QuantWeighted*>(item.value().get());
-    if (!layer) continue;
-    out << "| " << item.key() << " | " << item.value()->name() << (layer->relu ? "+ReLU" : "") << " | "
-        << text(layer->weight_quantizer) << " | " << scale(layer->weight_quantizer) << " | "
+  const auto row = [&](const torch::nn::Module& module, const std::string& path) {
+    const auto* layer = dynamic_cast<const QuantWeighted*>(&module);
+    if (!layer) return;
+    out << "| " << (path.empty() ? layer->layer_name : path) << " | " << module.name() << (layer->relu ? "+ReLU" : "")
+        << " | " << text(layer->weight_quantizer) << " | " << scale(layer->weight_quantizer) << " | "
         << text(layer->input_quantizer) << " | " << scale(layer->input_quantizer) << " |\n";
-  }
+  };
+  row(model, "");  // as for_each: the root may live on the stack
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) row(*item.value(), item.key());
   return out.str();
 }
 

@@ -1,7 +1,8 @@
-// torchqat's C++ QAT API: QuantSpec / QConfig, Quantizer, the QAT layers and
-// prepare_qat for LibTorch models.
+// torchqat's C++ QAT API: QuantSpec / QConfig, Quantizer, the QAT layers,
+// prepare_qat and export_model for LibTorch models.
 #pragma once
 
+#include "torchqat/qat/export.h"
 #include "torchqat/qat/modules.h"
 #include "torchqat/qat/prepare.h"
 #include "torchqat/qat/quantizer.h"

@@ -9,6 +9,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -16,6 +17,8 @@
 #include "torchqat/qat/spec.h"
 
 namespace torchqat {
+
+class LoweredLayer;  // export.h
 
 struct LayerSpecs {
   std::optional<QuantSpec> weight;
@@ -31,6 +34,8 @@ class QuantWeighted {
   Quantizer weight_quantizer{nullptr};
   bool relu = false;
   std::string layer_name;
+  // Set by export_model: the integer kernel that forward runs from then on.
+  std::shared_ptr<const LoweredLayer> lowered;
 
  protected:
   void setup(torch::nn::Module& self, const torch::Tensor& weight, const LayerSpecs& specs);
