@@ -1,7 +1,9 @@
 // The INT8 GEMM, INT4 GEMV, W4A8 and uint8 quantize variants, chosen by the active ISA: the widest compiled
-// variant the active ISA can run (an AVX-512 machine runs the AVX2 GEMM until
-// a VNNI variant exists).
+// variant the active ISA can run. The INT8 GEMM's AVX-512 variant needs VNNI
+// too: it is listed only on CPUs that have it (an AVX-512 CPU without VNNI
+// runs the AVX2 GEMM).
 #include "gemm_variants.h"
+#include "torchqat/kernels/cpu_features.h"
 #include "torchqat/kernels/gemm_int8.h"
 
 namespace torchqat::kernels {
@@ -21,12 +23,14 @@ const Kernels& widest_runnable(const std::vector<Kernels>& variants) {
 }  // namespace
 
 const std::vector<GemmInt8Kernels>& gemm_int8_variants() {
-  static const std::vector<GemmInt8Kernels> variants = {
-    {Isa::kScalar, &gemm_int8_reference},
+  static const std::vector<GemmInt8Kernels> variants = [] {
+    std::vector<GemmInt8Kernels> v = {{Isa::kScalar, &gemm_int8_reference}};
 #if TORCHQAT_X86
-    avx2_gemm_int8_kernels(),
+    v.push_back(avx2_gemm_int8_kernels());
+    if (cpu_features().avx512_vnni) v.push_back(avx512vnni_gemm_int8_kernels());
 #endif
-  };
+    return v;
+  }();
   return variants;
 }
 

@@ -3,10 +3,12 @@
 // shapes, extreme values and every epilogue.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <optional>
 #include <random>
 #include <vector>
 
+#include "torchqat/kernels/cpu_features.h"
 #include "torchqat/kernels/gemm_int8.h"
 
 namespace k = torchqat::kernels;
@@ -106,6 +108,15 @@ TEST_P(GemmVariant, MatchesTheReferenceOnOddShapesAndExtremes) {
 
 INSTANTIATE_TEST_SUITE_P(AllVariants, GemmVariant, ::testing::ValuesIn(k::gemm_int8_variants()),
                          [](const auto& info) { return std::string(k::isa_name(info.param.isa)); });
+
+// The VNNI GEMM is listed (and so tested above) only where the CPU has VNNI.
+TEST(GemmVnni, ListedExactlyWhereTheCpuHasIt) {
+  const auto& variants = k::gemm_int8_variants();
+  const bool listed = std::any_of(variants.begin(), variants.end(),
+                                  [](const k::GemmInt8Kernels& v) { return v.isa == k::Isa::kAvx512; });
+  EXPECT_EQ(listed, k::cpu_features().avx512_vnni);
+  if (!listed) GTEST_SKIP() << "this CPU has no AVX-512 VNNI: the VNNI GEMM's parity test did not run";
+}
 
 TEST(GemmEpilogue, RequantizesHalfToEvenAndSaturates) {
   const std::vector<int8_t> one = {1};
