@@ -1,7 +1,7 @@
 // The INT8 GEMM, INT4 GEMV, W4A8 and uint8 quantize variants, chosen by the active ISA: the widest compiled
 // variant the active ISA can run. The INT8 GEMM's AVX-512 variant needs VNNI
-// too: it is listed only on CPUs that have it (an AVX-512 CPU without VNNI
-// runs the AVX2 GEMM).
+// too (as the W4A8 one): each is listed only on CPUs that have it (an AVX-512
+// CPU without VNNI runs the AVX2 kernels).
 #include "gemm_variants.h"
 #include "torchqat/kernels/cpu_features.h"
 #include "torchqat/kernels/gemm_int8.h"
@@ -49,12 +49,14 @@ const std::vector<GemvInt4Kernels>& gemv_int4_variants() {
 const GemvInt4Kernels& gemv_int4_kernels() { return widest_runnable(gemv_int4_variants()); }
 
 const std::vector<GemmW4A8Kernels>& gemm_w4a8_variants() {
-  static const std::vector<GemmW4A8Kernels> variants = {
-    {Isa::kScalar, &gemm_w4a8_reference},
+  static const std::vector<GemmW4A8Kernels> variants = [] {
+    std::vector<GemmW4A8Kernels> v = {{Isa::kScalar, &gemm_w4a8_reference}};
 #if TORCHQAT_X86
-    avx2_gemm_w4a8_kernels(),
+    v.push_back(avx2_gemm_w4a8_kernels());
+    if (cpu_features().avx512_vnni) v.push_back(avx512vnni_gemm_w4a8_kernels());
 #endif
-  };
+    return v;
+  }();
   return variants;
 }
 

@@ -12,6 +12,7 @@ GemmInt8Kernels avx2_gemm_int8_kernels();
 GemmInt8Kernels avx512vnni_gemm_int8_kernels();  // run only where cpu_features().avx512_vnni
 GemvInt4Kernels avx2_gemv_int4_kernels();
 GemmW4A8Kernels avx2_gemm_w4a8_kernels();
+GemmW4A8Kernels avx512vnni_gemm_w4a8_kernels();  // run only where cpu_features().avx512_vnni
 QuantizeKernels avx2_quantize_kernels();
 
 }  // namespace torchqat::kernels
