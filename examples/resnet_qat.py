@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--test-subset", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--qat-lr", type=float, default=0.01)
+    parser.add_argument("--qat-lr", type=float, default=0.002)
     parser.add_argument("--augment", action="store_true", help="random shifts and flips (helps long runs only)")
     parser.add_argument("--long", action="store_true",
                         help="all 60,000 images, 15 float + 3 QAT epochs, augmentation")
