@@ -92,8 +92,6 @@ TORCH_LIBRARY(torchqat, m) {
       "Tensor multiplier, Tensor? bias=None, float? out_scale=None, int? out_zero_point=None, "
       "bool relu=False) -> Tensor",
       tags);
-  // INT4 weight-only (batch-1 decoding): int4 weights two per byte with a
-  // float scale per group of in_features; float activations and output.
   // INT8 Conv2d over the same packed weights, packed from
   // weight.permute(0, 2, 3, 1).flatten(1) (taps in (ky, kx, c) order): im2col of
   // the channels-last input (padding with x_zero_point) + the INT8 GEMM; output
@@ -103,6 +101,18 @@ TORCH_LIBRARY(torchqat, m) {
       "Tensor? bias, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
       "float? out_scale=None, int? out_zero_point=None, bool relu=False) -> Tensor",
       tags);
+  // INT8 depthwise Conv2d (groups == channels): weight [C, 1, kh, kw] packed
+  // by pack_depthwise_int8 (taps in pairs per block of channels), the
+  // channels-last input (padding with x_zero_point), the GEMM's epilogue;
+  // output channels-last.
+  m.def("pack_depthwise_int8(Tensor weight) -> (Tensor packed, Tensor weight_sums)", tags);
+  m.def(
+      "depthwise_conv2d_int8(Tensor x, int x_zero_point, Tensor packed, Tensor weight_sums, Tensor multiplier, "
+      "Tensor? bias, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
+      "float? out_scale=None, int? out_zero_point=None, bool relu=False) -> Tensor",
+      tags);
+  // INT4 weight-only (batch-1 decoding): int4 weights two per byte with a
+  // float scale per group of in_features; float activations and output.
   m.def("pack_linear_int4(Tensor weight) -> Tensor", tags);
   m.def("linear_int4(Tensor x, Tensor packed, Tensor scales, Tensor? bias=None) -> Tensor", tags);
   // W4A8: uint8 activations (zero point, scale) x the same packed int4

@@ -1,5 +1,6 @@
-// The INT8 GEMM, INT4 GEMV, W4A8 and uint8 quantize variants, chosen by the active ISA: the widest compiled
-// variant the active ISA can run. The INT8 GEMM's AVX-512 variant needs VNNI
+// The INT8 GEMM, INT8 depthwise conv, INT4 GEMV, W4A8 and uint8 quantize
+// variants, chosen by the active ISA: the widest compiled variant the active
+// ISA can run. The INT8 GEMM's AVX-512 variant needs VNNI
 // too (as the W4A8 one): each is listed only on CPUs that have it (an AVX-512
 // CPU without VNNI runs the AVX2 kernels).
 #include "gemm_variants.h"
@@ -35,6 +36,18 @@ const std::vector<GemmInt8Kernels>& gemm_int8_variants() {
 }
 
 const GemmInt8Kernels& gemm_int8_kernels() { return widest_runnable(gemm_int8_variants()); }
+
+const std::vector<DepthwiseInt8Kernels>& depthwise_int8_variants() {
+  static const std::vector<DepthwiseInt8Kernels> variants = {
+    {Isa::kScalar, &depthwise_int8_reference},
+#if TORCHQAT_X86
+    avx2_depthwise_int8_kernels(),
+#endif
+  };
+  return variants;
+}
+
+const DepthwiseInt8Kernels& depthwise_int8_kernels() { return widest_runnable(depthwise_int8_variants()); }
 
 const std::vector<GemvInt4Kernels>& gemv_int4_variants() {
   static const std::vector<GemvInt4Kernels> variants = {

@@ -1,6 +1,7 @@
-// The compiled variants of the integer ops (GEMM, GEMV, W4A8, quantize), one function per ISA TU.
+// The compiled variants of the integer ops (GEMM, depthwise conv, GEMV, W4A8, quantize), one function per ISA TU.
 #pragma once
 
+#include "torchqat/kernels/depthwise_int8.h"
 #include "torchqat/kernels/gemm_int8.h"
 #include "torchqat/kernels/gemm_w4a8.h"
 #include "torchqat/kernels/gemv_int4.h"
@@ -10,6 +11,7 @@ namespace torchqat::kernels {
 
 GemmInt8Kernels avx2_gemm_int8_kernels();
 GemmInt8Kernels avx512vnni_gemm_int8_kernels();  // run only where cpu_features().avx512_vnni
+DepthwiseInt8Kernels avx2_depthwise_int8_kernels();
 GemvInt4Kernels avx2_gemv_int4_kernels();
 GemmW4A8Kernels avx2_gemm_w4a8_kernels();
 GemmW4A8Kernels avx512vnni_gemm_w4a8_kernels();  // run only where cpu_features().avx512_vnni

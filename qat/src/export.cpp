@@ -82,15 +82,15 @@ IntegerWeight integer_weight(QuantWeighted& layer, const torch::Tensor& w, const
   return {ints.reshape(w.sizes()).to(torch::kChar), scale.to(torch::kFloat).contiguous()};
 }
 
-// INT8 GEMM layers: packed weights, multiplier x_scale * w_scale[n], bias,
-// input grid, fused ReLU; float output.
+// INT8 layers: packed weights (and their sums), multiplier x_scale *
+// w_scale[n], bias, input grid, fused ReLU; float output.
 class Int8Gemm : public LoweredLayer {
  public:
-  Int8Gemm(const torch::Tensor& rows, const torch::Tensor& weight_scale, const torch::Tensor& bias,
-           InputGrid in, bool relu)
+  Int8Gemm(std::tuple<torch::Tensor, torch::Tensor> packed, const torch::Tensor& weight_scale,
+           const torch::Tensor& bias, InputGrid in, bool relu)
       : in_(std::move(in)), relu_(relu) {
-    std::tie(packed_, col_sums_) = ops::pack_linear_int8(rows.contiguous());
-    multiplier_ = (weight_scale.reshape({-1}).expand({rows.size(0)}) * in_.scale_value).contiguous();
+    std::tie(packed_, col_sums_) = std::move(packed);
+    multiplier_ = (weight_scale.reshape({-1}).expand({col_sums_.numel()}) * in_.scale_value).contiguous();
     if (bias.defined()) bias_ = bias.detach().to(torch::kFloat).contiguous();
   }
 
@@ -102,31 +102,39 @@ class Int8Gemm : public LoweredLayer {
 
 class Int8Linear final : public Int8Gemm {
  public:
-  using Int8Gemm::Int8Gemm;
+  Int8Linear(const torch::Tensor& w, const torch::Tensor& weight_scale, const torch::Tensor& bias, InputGrid in,
+             bool relu)
+      : Int8Gemm(ops::pack_linear_int8(w.contiguous()), weight_scale, bias, std::move(in), relu) {}
+
   torch::Tensor forward(const torch::Tensor& x) const override {
     return ops::linear_int8(in_.quantize(x), in_.zero, packed_, col_sums_, multiplier_, optional(bias_),
                             std::nullopt, std::nullopt, relu_);
   }
 };
 
-// Over channels-last im2col: weights packed with taps in (ky, kx, c) order;
-// output channels-last.
+// Over channels-last im2col (weights packed with taps in (ky, kx, c) order),
+// or the depthwise kernel (groups == channels); output channels-last.
 class Int8Conv2d final : public Int8Gemm {
  public:
   Int8Conv2d(const torch::Tensor& w, const torch::Tensor& weight_scale, const torch::Tensor& bias, InputGrid in,
-             bool relu, const torch::nn::detail::ConvNdOptions<2>& options)
-      : Int8Gemm(w.permute({0, 2, 3, 1}).flatten(1), weight_scale, bias, std::move(in), relu),
+             bool relu, const torch::nn::detail::ConvNdOptions<2>& options, bool depthwise)
+      : Int8Gemm(depthwise ? ops::pack_depthwise_int8(w.contiguous())
+                           : ops::pack_linear_int8(w.permute({0, 2, 3, 1}).flatten(1).contiguous()),
+                 weight_scale, bias, std::move(in), relu),
+        depthwise_(depthwise),
         kernel_(w.sizes().slice(2).vec()),
         stride_(c10::IntArrayRef(options.stride()).vec()),
         padding_(c10::IntArrayRef(std::get<torch::ExpandingArray<2>>(options.padding())).vec()),
         dilation_(c10::IntArrayRef(options.dilation()).vec()) {}
 
   torch::Tensor forward(const torch::Tensor& x) const override {
-    return ops::conv2d_int8(in_.quantize(x), in_.zero, packed_, col_sums_, multiplier_, optional(bias_), kernel_,
-                            stride_, padding_, dilation_, std::nullopt, std::nullopt, relu_);
+    const auto conv = depthwise_ ? &ops::depthwise_conv2d_int8 : &ops::conv2d_int8;
+    return conv(in_.quantize(x), in_.zero, packed_, col_sums_, multiplier_, optional(bias_), kernel_, stride_,
+                padding_, dilation_, std::nullopt, std::nullopt, relu_);
   }
 
  private:
+  bool depthwise_;
   std::vector<int64_t> kernel_, stride_, padding_, dilation_;
 };
 
@@ -202,13 +210,18 @@ Lowering lower(torch::nn::Module& module, QuantWeighted& layer, const std::strin
             "int4 weights x uint8 input (W4A8 kernel)"};
   }
   if (float_input) return {nullptr, "fake-quantized float (float input, weight-only quantization)"};
-  if (conv && conv->options.groups() != 1) {
-    return {nullptr, "fake-quantized float (grouped conv: no integer kernel yet)"};
+  const int64_t groups = conv ? conv->options.groups() : 1;
+  const bool depthwise =
+      conv && groups != 1 && groups == conv->options.in_channels() && groups == conv->options.out_channels();
+  if (groups != 1 && !depthwise) {
+    return {nullptr, "fake-quantized float (grouped conv (groups=" + std::to_string(groups) +
+                     ", not depthwise): no integer kernel)"};
   }
   const IntegerWeight iw = integer_weight(layer, w, name);
   if (linear) return {std::make_shared<Int8Linear>(iw.ints, iw.scale, bias, input_grid(aq), layer.relu), "int8 GEMM"};
-  return {std::make_shared<Int8Conv2d>(iw.ints, iw.scale, bias, input_grid(aq), layer.relu, conv->options),
-          "int8 conv (im2col + GEMM)"};
+  return {std::make_shared<Int8Conv2d>(iw.ints, iw.scale, bias, input_grid(aq), layer.relu, conv->options,
+                                       depthwise),
+          depthwise ? "int8 depthwise conv" : "int8 conv (im2col + GEMM)"};
 }
 
 }  // namespace

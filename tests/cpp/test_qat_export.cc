@@ -90,6 +90,29 @@ TEST(QatExport, Int8SequentialMatchesTheQatModel) {
   EXPECT_THROW(torchqat::export_model(*qat), c10::Error);  // exported twice
 }
 
+// MobileNet's pattern: a depthwise 3x3 (groups == channels) between 1x1
+// convs; a grouped conv that is not depthwise stays fake-quantized.
+TEST(QatExport, DepthwiseConvRunsTheDepthwiseKernel) {
+  using namespace torch::nn;
+  torch::manual_seed(0);
+  auto model = Sequential(Conv2d(Conv2dOptions(3, 24, 1)), BatchNorm2d(24), ReLU(),
+                          Conv2d(Conv2dOptions(24, 24, 3).padding(1).stride(2).groups(24)), BatchNorm2d(24), ReLU(),
+                          Conv2d(Conv2dOptions(24, 16, 3).padding(1).groups(4)), ReLU(), Flatten(),
+                          Linear(16 * 4 * 4, 10));
+  auto qat = torchqat::prepare_qat(model, QConfig::int8());
+  const auto x = torch::randn({32, 3, 8, 8});
+  train_briefly(*qat, [&](const torch::Tensor& in) { return qat->forward(in); }, x, torch::arange(32) % 10);
+  torchqat::freeze(*qat);
+  const auto expected = qat->forward(x).detach();
+  const auto report = torchqat::export_model(*qat);
+  EXPECT_EQ(kernels_of(report),
+            (std::vector<std::string>{"int8 conv (im2col + GEMM)", "int8 depthwise conv",
+                                      "fake-quantized float (grouped conv (groups=4, not depthwise): no integer "
+                                      "kernel)",
+                                      "int8 GEMM"}));
+  EXPECT_LT(relative_error(qat->forward(x), expected), 1e-4);
+}
+
 // A custom module holds its layers by type: they are switched in place.
 struct TwoLayerNet : torch::nn::Module {
   TwoLayerNet(const QConfig& config) {

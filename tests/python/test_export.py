@@ -9,7 +9,8 @@ import torchvision
 from torch import nn
 
 import torchqat
-from torchqat.deploy.layers import FloatWeightLayer, Int4Embedding, Int4Linear, Int8Conv2d, Int8Linear, QuantizedAdd
+from torchqat.deploy.layers import (FloatWeightLayer, Int4Embedding, Int4Linear, Int8Conv2d, Int8DepthwiseConv2d,
+                                    Int8Linear, QuantizedAdd)
 
 
 def _trained_qat(model, qconfig, inputs, steps=3, lr=0.01):
@@ -43,11 +44,12 @@ class _ConvNet(nn.Module):
 
 
 def _layer_io(model, names, *args):
-    """{name: (input, output)} of the named submodules in one forward."""
+    """{name: (input, output)} of the named submodules in one forward (copies:
+    an in-place activation after a layer, MobileNet's ReLU6, would change them)."""
     seen, hooks = {}, []
     for name in names:
         hooks.append(model.get_submodule(name).register_forward_hook(
-            lambda m, a, o, name=name: seen.__setitem__(name, (a[0], o))))
+            lambda m, a, o, name=name: seen.__setitem__(name, (a[0].clone(), o.clone()))))
     with torch.no_grad():
         out = model(*args)
     for h in hooks:
@@ -70,8 +72,15 @@ def test_resnet18_every_integer_layer_equals_its_qat_layer(seed):
     assert report.count("add of quantized") == 8
     # Inside every basic block: conv1 -> conv2 and conv2 -> add hand over uint8.
     assert len(report.chained) >= 16
-    names = [n for n, m in exported.named_modules() if isinstance(m, (Int8Conv2d, Int8Linear))]
-    x = torch.randn(16, 3, 32, 32)
+    _assert_integer_layers_equal_qat(qat, exported, torch.randn(16, 3, 32, 32))
+
+
+def _assert_integer_layers_equal_qat(qat, exported, x):
+    """Each exported integer layer, fed the QAT layer's own input, gives the
+    QAT layer's output up to float rounding (float hand-over) or its
+    consumer's integers up to a rounding tie (uint8 hand-over); end to end
+    the decisions agree."""
+    names = [n for n, m in exported.named_modules() if isinstance(m, (Int8Conv2d, Int8DepthwiseConv2d, Int8Linear))]
     qat_io, qat_out = _layer_io(qat, names, x)
     ties = total = 0
     for name in names:
@@ -93,6 +102,17 @@ def test_resnet18_every_integer_layer_equals_its_qat_layer(seed):
     with torch.no_grad():
         got = exported(x)
     assert (got.argmax(1) == qat_out.argmax(1)).float().mean() >= 0.9
+
+
+def test_mobilenet_v2_depthwise_convs_run_the_integer_kernel_and_equal_the_qat_layers():
+    torch.manual_seed(0)
+    inputs = [torch.randn(8, 3, 32, 32) for _ in range(4)]
+    qat = _trained_qat(torchvision.models.mobilenet_v2(num_classes=10), torchqat.QConfig.int8(), inputs)
+    exported = torchqat.export(qat)
+    report = exported.torchqat_export_report
+    assert report.count("int8 depthwise conv") == 17 and report.count("int8 conv") == 35
+    assert "float on the quantized grid" not in str(report)
+    _assert_integer_layers_equal_qat(qat, exported, torch.randn(16, 3, 32, 32))
 
 
 def test_integer_accumulators_and_requantized_outputs_equal_the_qat_layers():

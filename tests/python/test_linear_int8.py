@@ -140,3 +140,58 @@ def test_conv2d_int8_matches_int64_reference(stride, padding, dilation, hw, kern
     with pytest.raises(RuntimeError, match="kernel does not fit"):
         torch.ops.torchqat.conv2d_int8(x[:, :, :1, :1], x_zero, packed, sums, mult, bias, [3, 3], [1, 1], [0, 0],
                                        [1, 1])
+
+
+# Depthwise: one filter per channel (groups == channels), against F.conv2d in
+# float64 on the same integers; channel counts around the 16-channel block.
+@pytest.mark.parametrize("isa", ["scalar", "avx2"])
+@pytest.mark.parametrize("channels,kernel,stride,padding,dilation", [
+    (16, 3, 1, 1, 1), (17, 3, 2, 1, 1), (33, 3, 1, 2, 2), (5, 5, 1, 2, 1), (48, 1, 2, 0, 1), (40, 7, 1, 3, 1)])
+def test_depthwise_conv2d_int8_matches_int64_reference(isa, channels, kernel, stride, padding, dilation):
+    if isa not in torchqat._C.supported_isas():
+        pytest.skip(f"this CPU cannot run the {isa} kernels; this parametrisation did not run")
+    gen = torch.Generator().manual_seed(channels + kernel)
+    x = torch.randint(0, 256, (2, channels, 11, 9), generator=gen, dtype=torch.uint8)
+    w = torch.randint(-128, 128, (channels, 1, kernel, kernel), generator=gen, dtype=torch.int8)
+    mult = torch.rand(channels, generator=gen) * 1e-3
+    bias = torch.randn(channels, generator=gen)
+    packed, sums = torch.ops.torchqat.pack_depthwise_int8(w)
+    x_zero, geometry = 121, ([kernel] * 2, [stride] * 2, [padding] * 2, [dilation] * 2)
+    acc = F.conv2d(x.double() - x_zero, w.double(), stride=stride, padding=padding, dilation=dilation,
+                   groups=channels)
+    expected = acc.float() * mult.reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1)
+    before = torchqat._C.active_isa()
+    torchqat._C.set_isa(isa)
+    try:
+        got = torch.ops.torchqat.depthwise_conv2d_int8(x, x_zero, packed, sums, mult, bias, *geometry)
+        q = torch.ops.torchqat.depthwise_conv2d_int8(x.contiguous(memory_format=torch.channels_last), x_zero,
+                                                     packed, sums, mult, bias, *geometry, 0.05, 100, True)
+    finally:
+        torchqat._C.set_isa(before)
+    assert got.shape == expected.shape and got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, expected)
+    ref_q = (torch.round(expected * torch.tensor(1 / 0.05)) + 100).clamp(100, 255).to(torch.uint8)
+    assert torch.equal(q, ref_q)
+    torch.library.opcheck(torch.ops.torchqat.depthwise_conv2d_int8.default,
+                          (x, x_zero, packed, sums, mult, bias, *geometry))
+
+
+def test_depthwise_conv2d_int8_rejects_bad_input():
+    w = torch.randint(-128, 128, (8, 1, 3, 3), dtype=torch.int8)
+    packed, sums = torch.ops.torchqat.pack_depthwise_int8(w)
+    x, mult = torch.zeros(1, 8, 5, 5, dtype=torch.uint8), torch.ones(8)
+    op = torch.ops.torchqat.depthwise_conv2d_int8
+    geometry = ([1, 1], [1, 1], [1, 1])
+    with pytest.raises(RuntimeError, match="x has 4 channels but the weights were packed for 8"):
+        op(x[:, :4], 0, packed, sums, mult, None, [3, 3], *geometry)
+    with pytest.raises(RuntimeError, match=r"kernel_size \[5, 5\] has 25 taps but the weights were packed for 9"):
+        op(x, 0, packed, sums, mult, None, [5, 5], *geometry)
+    with pytest.raises(RuntimeError, match="does not come from pack_depthwise_int8"):
+        linear_packed, _ = torch.ops.torchqat.pack_linear_int8(w.flatten(1))
+        op(x, 0, linear_packed, sums, mult, None, [3, 3], *geometry)
+    with pytest.raises(RuntimeError, match="x must be a uint8 CPU tensor"):
+        op(x.float(), 0, packed, sums, mult, None, [3, 3], *geometry)
+    with pytest.raises(RuntimeError, match="multiplier must be a contiguous float32 tensor of 8 values"):
+        op(x, 0, packed, sums, mult[:3], None, [3, 3], *geometry)
+    with pytest.raises(RuntimeError, match=r"weight must be a 4-D int8 tensor \[channels, 1, kernel_h, kernel_w\]"):
+        torch.ops.torchqat.pack_depthwise_int8(torch.zeros(8, 2, 3, 3, dtype=torch.int8))

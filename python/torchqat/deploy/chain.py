@@ -1,6 +1,6 @@
 """Integer activations between layers: on a torch.fx graph, an integer layer
 whose every consumer quantizes its output onto one uint8 grid (the next conv
-or linear, a W4A8 linear, or an operand of a residual add) requantizes in its
+(depthwise too) or linear, a W4A8 linear, or an operand of a residual add) requantizes in its
 epilogue and hands over uint8; the consumers skip their quantization. The integers are
 those the consumers would have computed from a float output (up to the float
 rounding of the accumulator's scaling)."""
@@ -12,9 +12,9 @@ from typing import Dict, List, Optional, Tuple
 
 from torch import fx, nn
 
-from .layers import ActQuant, Int4Linear, Int8Conv2d, Int8Linear, QuantizedAdd
+from .layers import ActQuant, Int4Linear, Int8Conv2d, Int8DepthwiseConv2d, Int8Linear, QuantizedAdd
 
-_INTEGER = (Int8Linear, Int8Conv2d)
+_INTEGER = (Int8Linear, Int8Conv2d, Int8DepthwiseConv2d)
 
 
 def _consumer_grid(user: fx.Node, producer: fx.Node, modules: Dict[str, nn.Module]

@@ -67,8 +67,8 @@ class _Int8Gemm(_QuantizedInput, _IntegerOutput):
     multiplier x_scale * w_scale, bias, fused ReLU, input and output grids."""
 
     def _set_gemm(self, rows: torch.Tensor, weight_scale: torch.Tensor, bias: Optional[torch.Tensor],
-                  act: ActQuant, relu: bool) -> None:
-        packed, col_sums = torch.ops.torchqat.pack_linear_int8(rows)
+                  act: ActQuant, relu: bool, packer=torch.ops.torchqat.pack_linear_int8) -> None:
+        packed, col_sums = packer(rows)
         self.register_buffer("packed", packed)
         self.register_buffer("col_sums", col_sums)
         self.register_buffer("multiplier", (weight_scale.float() * act.scale).contiguous())
@@ -123,6 +123,33 @@ class Int8Conv2d(_Int8Gemm):
         out = "float" if self.out_act is None else "uint8"
         return f"{self.in_channels} -> {self.out_channels}, kernel={self.kernel_size}, stride={self.stride}, " \
                f"relu={self.relu}, in={'uint8' if self.input_quantized else 'float'}, out={out}"
+
+
+class Int8DepthwiseConv2d(_Int8Gemm):
+    """Depthwise Conv2d (groups == channels, one filter each) on the INT8
+    depthwise kernel over the channels-last input, with the GEMM's epilogue
+    (``col_sums`` holds each filter's weight sum); output channels-last,
+    float or uint8."""
+
+    def __init__(self, weight_int8: torch.Tensor, weight_scale: torch.Tensor, bias: Optional[torch.Tensor],
+                 act: ActQuant, relu: bool, stride: List[int], padding: List[int], dilation: List[int],
+                 name: str = ""):
+        super().__init__()
+        self.layer_name = name
+        self.channels = weight_int8.shape[0]
+        self.kernel_size = list(weight_int8.shape[2:])
+        self.stride, self.padding, self.dilation = list(stride), list(padding), list(dilation)
+        self._set_gemm(weight_int8, weight_scale, bias, act, relu, torch.ops.torchqat.pack_depthwise_int8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.torchqat.depthwise_conv2d_int8(
+            self._quantize(x), self.in_zero, self.packed, self.col_sums, self.multiplier, self.bias,
+            self.kernel_size, self.stride, self.padding, self.dilation, self.out_scale, self.out_zero, self.relu)
+
+    def extra_repr(self) -> str:
+        out = "float" if self.out_act is None else "uint8"
+        return f"{self.channels} channels, kernel={self.kernel_size}, stride={self.stride}, relu={self.relu}, " \
+               f"in={'uint8' if self.input_quantized else 'float'}, out={out}"
 
 
 class Int4Linear(_QuantizedInput, nn.Module):

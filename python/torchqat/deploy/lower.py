@@ -14,7 +14,7 @@ from ..nn.conv_bn import _ConvBnMixin
 from ..nn.modules import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
 from ..nn.quantizer import Quantizer
 from .layers import (ActQuant, FakeQuantize, FakeQuantizeFp8, FloatWeightLayer, Int4Embedding, Int4Linear,
-                     Int8Conv2d, Int8Embedding, Int8Linear)
+                     Int8Conv2d, Int8DepthwiseConv2d, Int8Embedding, Int8Linear)
 
 INT4_BLOCK = 32  # the INT4 kernel's packing block (kernels/gemv_int4.h)
 
@@ -129,9 +129,14 @@ def _int8_gemm_ok(layer: nn.Module) -> Optional[str]:
         return f"{wq.spec.describe()} weights (the INT8 GEMM takes symmetric per-channel/tensor int weights)"
     if isinstance(layer, QuantConv1d) and not isinstance(layer, QuantConv2d):
         return "Conv1d has no integer kernel"
-    if isinstance(layer, QuantConv2d) and layer.groups != 1:
-        return f"grouped conv (groups={layer.groups}) has no integer kernel yet"
+    if isinstance(layer, QuantConv2d) and layer.groups != 1 and not _depthwise(layer):
+        return f"grouped conv (groups={layer.groups}, not depthwise) has no integer kernel"
     return None
+
+
+def _depthwise(layer: nn.Module) -> bool:
+    """One filter per input channel (a channel multiplier of 1)."""
+    return layer.groups == layer.in_channels == layer.out_channels
 
 
 def _int4_gemv_ok(layer: nn.Module) -> bool:
@@ -160,8 +165,10 @@ def lower_weighted(layer: nn.Module, name: str) -> Tuple[nn.Module, str]:
         w_scale = scale.reshape(-1).expand(weight.shape[0])
         if isinstance(layer, QuantLinear):
             return Int8Linear(ints, w_scale, bias, act, relu, name), "int8 GEMM"
-        return (Int8Conv2d(ints, w_scale, bias, act, relu, list(layer.stride), list(layer.padding),
-                           list(layer.dilation), name), "int8 conv (im2col + GEMM)")
+        geometry = (list(layer.stride), list(layer.padding), list(layer.dilation))
+        if layer.groups != 1:
+            return Int8DepthwiseConv2d(ints, w_scale, bias, act, relu, *geometry, name), "int8 depthwise conv"
+        return Int8Conv2d(ints, w_scale, bias, act, relu, *geometry, name), "int8 conv (im2col + GEMM)"
     input_grid = frozen_input(aq, name)
     if _int4_gemv_ok(layer):
         ints, scale, _, _ = quantize_weight(wq, weight, name)

@@ -1,0 +1,34 @@
+// What the INT8 GEMM-based ops (linear_int8, conv2d_int8) and the depthwise
+// conv share: the checked epilogue arguments and the conv geometry.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+#include "torchqat/kernels/gemm_int8.h"
+
+namespace torchqat {
+
+// Checks x_zero_point, multiplier and bias (n values), out_scale/out_zero_point;
+// returns the GEMM arguments with the epilogue set (b.n = n, ldc = n; the
+// caller sets a, lda, b's data and sums, m and out).
+kernels::GemmInt8Args checked_epilogue(const char* op, int64_t n, int64_t x_zero_point, const at::Tensor& multiplier,
+                                       const std::optional<at::Tensor>& bias, std::optional<double> out_scale,
+                                       std::optional<int64_t> out_zero_point, bool relu);
+
+struct ConvGeometry {
+  int64_t n, c, h, w, kh, kw, oh, ow;
+};
+
+// Checks a 4-D input and positive kernel/stride/dilation, padding >= 0, and
+// that the kernel fits the padded input.
+ConvGeometry conv_geometry(const char* op, c10::IntArrayRef x_sizes, c10::IntArrayRef kernel,
+                           c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation);
+
+// [N * OH * OW, O] results viewed as NCHW (channels-last strides).
+inline at::Tensor as_nchw(const at::Tensor& rows, const ConvGeometry& g) {
+  return rows.view({g.n, g.oh, g.ow, rows.size(-1)}).permute({0, 3, 1, 2});
+}
+
+}  // namespace torchqat
