@@ -77,7 +77,7 @@ at::Tensor depthwise_conv2d_int8_cpu(const at::Tensor& x, int64_t x_zero_point, 
   args.epilogue = checked_epilogue(op, g.c, x_zero_point, multiplier, bias, out_scale, out_zero_point, relu);
   args.epilogue.b.col_sums = weight_sums.const_data_ptr<int32_t>();
   const at::Tensor nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);  // no copy for a channels-last input
-  at::Tensor out = at::empty({g.n * g.oh * g.ow, g.c}, x.options().dtype(out_scale ? at::kByte : at::kFloat));
+  at::Tensor out = conv_output_rows(x, g, g.c, out_scale.has_value());
   args.x = nhwc.const_data_ptr<uint8_t>();
   args.batch = g.n;
   args.height = g.h;
@@ -107,9 +107,7 @@ at::Tensor depthwise_conv2d_int8_meta(const at::Tensor& x, int64_t, const at::Te
                                       c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
                                       std::optional<double> out_scale, std::optional<int64_t>, bool) {
   const ConvGeometry g = conv_geometry("depthwise_conv2d_int8", x.sizes(), kernel, stride, padding, dilation);
-  const auto rows = at::empty({g.n * g.oh * g.ow, weight_sums.size(0)},
-                              x.options().dtype(out_scale ? at::kByte : at::kFloat));
-  return as_nchw(rows, g);
+  return as_nchw(conv_output_rows(x, g, weight_sums.size(0), out_scale.has_value()), g);
 }
 
 }  // namespace

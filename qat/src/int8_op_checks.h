@@ -26,6 +26,11 @@ struct ConvGeometry {
 ConvGeometry conv_geometry(const char* op, c10::IntArrayRef x_sizes, c10::IntArrayRef kernel,
                            c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation);
 
+// The [N * OH * OW, channels] rows a conv writes: uint8 when it requantizes, else float.
+inline at::Tensor conv_output_rows(const at::Tensor& x, const ConvGeometry& g, int64_t channels, bool requantize) {
+  return at::empty({g.n * g.oh * g.ow, channels}, x.options().dtype(requantize ? at::kByte : at::kFloat));
+}
+
 // [N * OH * OW, O] results viewed as NCHW (channels-last strides).
 inline at::Tensor as_nchw(const at::Tensor& rows, const ConvGeometry& g) {
   return rows.view({g.n, g.oh, g.ow, rows.size(-1)}).permute({0, 3, 1, 2});

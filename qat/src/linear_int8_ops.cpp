@@ -7,14 +7,12 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "int8_op_checks.h"
 #include "packed_header.h"
 #include "torchqat/kernels/gemm_int8.h"
-#include "torchqat/kernels/quant_math.h"
 
 namespace torchqat {
 namespace {
@@ -162,7 +160,7 @@ at::Tensor conv2d_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::
   k::GemmInt8Args args = checked_gemm_args(op, patch, x_zero_point, packed, col_sums, multiplier, bias, out_scale,
                                            out_zero_point, relu);
   const at::Tensor nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);  // no copy for a channels-last input
-  at::Tensor out = at::empty({rows, args.b.n}, x.options().dtype(out_scale ? at::kByte : at::kFloat));
+  at::Tensor out = conv_output_rows(x, g, args.b.n, out_scale.has_value());
   args.m = rows;
   args.out = out.data_ptr();
   const uint8_t* in = nhwc.const_data_ptr<uint8_t>();
@@ -207,9 +205,7 @@ at::Tensor conv2d_int8_meta(const at::Tensor& x, int64_t, const at::Tensor&, con
                             c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
                             std::optional<double> out_scale, std::optional<int64_t>, bool) {
   const ConvGeometry g = conv_geometry("conv2d_int8", x.sizes(), kernel, stride, padding, dilation);
-  const auto rows = at::empty({g.n * g.oh * g.ow, col_sums.size(0)},
-                              x.options().dtype(out_scale ? at::kByte : at::kFloat));
-  return as_nchw(rows, g);
+  return as_nchw(conv_output_rows(x, g, col_sums.size(0), out_scale.has_value()), g);
 }
 
 }  // namespace
