@@ -86,6 +86,14 @@ TORCH_LIBRARY(torchqat, m) {
   m.def(
       "quantize_uint8(Tensor x, Tensor scale, Tensor zero_point, int quant_min=0, int quant_max=255) -> Tensor",
       tags);
+  // The residual add of two uint8 activations (same shape), each on its own
+  // grid: dequantized, added and ReLU'd in float32 as the float path does,
+  // then float32 or quantized to the out grid.
+  m.def(
+      "add_uint8(Tensor a, float a_scale, int a_zero_point, Tensor b, float b_scale, int b_zero_point, "
+      "bool relu=False, float? out_scale=None, int? out_zero_point=None, int out_quant_min=0, "
+      "int out_quant_max=255) -> Tensor",
+      tags);
   m.def("pack_linear_int8(Tensor weight) -> (Tensor packed, Tensor col_sums)", tags);
   m.def(
       "linear_int8(Tensor x, int x_zero_point, Tensor packed, Tensor col_sums, "

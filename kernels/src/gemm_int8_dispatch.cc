@@ -1,5 +1,5 @@
-// The INT8 GEMM, INT8 depthwise conv, INT4 GEMV, W4A8 and uint8 quantize
-// variants, chosen by the active ISA: the widest compiled variant the active
+// The INT8 GEMM, INT8 depthwise conv, INT4 GEMV, W4A8, uint8 quantize and
+// uint8 add variants, chosen by the active ISA: the widest compiled variant the active
 // ISA can run. The INT8 GEMM's AVX-512 variant needs VNNI
 // too (as the W4A8 one): each is listed only on CPUs that have it (an AVX-512
 // CPU without VNNI runs the AVX2 kernels).
@@ -86,5 +86,17 @@ const std::vector<QuantizeKernels>& quantize_variants() {
 }
 
 const QuantizeKernels& quantize_kernels() { return widest_runnable(quantize_variants()); }
+
+const std::vector<AddU8Kernels>& add_u8_variants() {
+  static const std::vector<AddU8Kernels> variants = {
+    {Isa::kScalar, &add_u8_to_float_reference, &add_u8_to_u8_reference},
+#if TORCHQAT_X86
+    avx2_add_u8_kernels(),
+#endif
+  };
+  return variants;
+}
+
+const AddU8Kernels& add_u8_kernels() { return widest_runnable(add_u8_variants()); }
 
 }  // namespace torchqat::kernels

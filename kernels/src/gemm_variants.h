@@ -1,6 +1,8 @@
-// The compiled variants of the integer ops (GEMM, depthwise conv, GEMV, W4A8, quantize), one function per ISA TU.
+// The compiled variants of the integer ops (GEMM, depthwise conv, GEMV, W4A8, quantize, uint8 add), one function
+// per ISA TU.
 #pragma once
 
+#include "torchqat/kernels/add_u8.h"
 #include "torchqat/kernels/depthwise_int8.h"
 #include "torchqat/kernels/gemm_int8.h"
 #include "torchqat/kernels/gemm_w4a8.h"
@@ -16,5 +18,6 @@ GemvInt4Kernels avx2_gemv_int4_kernels();
 GemmW4A8Kernels avx2_gemm_w4a8_kernels();
 GemmW4A8Kernels avx512vnni_gemm_w4a8_kernels();  // run only where cpu_features().avx512_vnni
 QuantizeKernels avx2_quantize_kernels();
+AddU8Kernels avx2_add_u8_kernels();
 
 }  // namespace torchqat::kernels

@@ -207,13 +207,45 @@ def test_w4a8_linears_take_uint8_from_the_int8_layer_before_them():
         assert (exported(x) - qat(x)).abs().max() <= 1e-3 * qat(x).abs().max()
 
 
-def test_residual_add_takes_uint8_operands():
-    torch.manual_seed(3)
+@pytest.mark.parametrize("seed", range(3))
+def test_residual_adds_take_uint8_fuse_the_relu_and_equal_the_qat_adds(seed):
+    """Each exported add of ResNet-18, fed the QAT add's own operands, gives
+    relu(QAT add) exactly: in float where it hands over float, as the integers
+    quantize_uint8 gives it where it hands over uint8."""
+    torch.manual_seed(seed)
     qat = _trained_qat(torchvision.models.resnet18(num_classes=10), torchqat.QConfig.int8(),
                        [torch.randn(4, 3, 32, 32) for _ in range(2)])
     exported = torchqat.export(qat)
-    add = exported.get_submodule("layer1.0.add")
-    assert isinstance(add, QuantizedAdd) and type(add.a).__name__ == "Dequantize"
+    report = exported.torchqat_export_report
+    adds = [n for n, m in exported.named_modules() if isinstance(m, QuantizedAdd)]
+    assert len(adds) == 8 and sorted(report.fused_relu) == sorted(adds)
+    # conv1 -> conv2 -> add and downsample -> add inside the blocks; each add but the last
+    # feeds the next block's conv1 (and downsample) and add as uint8; the stem is float.
+    assert len(report.chained) == 8 + 8 + 3 + 7 * 2
+    operands = {}
+    hooks = [qat.get_submodule(n).register_forward_hook(
+        lambda m, a, o, n=n: operands.__setitem__(n, (a[0].clone(), a[1].clone()))) for n in adds]
+    with torch.no_grad():
+        qat(torch.randn(8, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    for name in adds:
+        add, (a, b) = exported.get_submodule(name), operands[name]
+        assert add.integer and add.relu and add.a_quantized
+        with torch.no_grad():
+            want = F.relu(qat.get_submodule(name)(a, b))
+            flags = add.a_quantized, add.b_quantized
+            add.a_quantized = add.b_quantized = False
+            got = add(a, b)
+            add.a_quantized, add.b_quantized = flags
+        if add.out_act is None:
+            assert name == "layer4.1.add" and got.dtype == torch.float32
+            assert torch.equal(got, want), name
+        else:
+            grid = add.out_act
+            ints = torch.ops.torchqat.quantize_uint8(want, torch.tensor([grid.scale]),
+                                                     torch.tensor([grid.zero_point]), grid.qmin, grid.qmax)
+            assert got.dtype == torch.uint8 and torch.equal(got, ints), name
 
 
 def test_export_refuses_a_quantizer_that_never_saw_data():

@@ -1,20 +1,36 @@
-"""Integer activations between layers: on a torch.fx graph, an integer layer
-whose every consumer quantizes its output onto one uint8 grid (the next conv
-(depthwise too) or linear, a W4A8 linear, or an operand of a residual add) requantizes in its
-epilogue and hands over uint8; the consumers skip their quantization. The integers are
-those the consumers would have computed from a float output (up to the float
-rounding of the accumulator's scaling)."""
+"""Integer activations between layers, on a torch.fx graph.
+
+An integer producer (a conv, depthwise conv or linear on the INT8 kernels, or
+a residual add of integer operands) whose every consumer quantizes its output
+onto one uint8 grid (the next integer layer, a W4A8 linear, an operand of a
+residual add) hands over uint8 on that grid; the consumers skip their
+quantization. The integers are those the consumers would have computed from a
+float output (up to the float rounding of the accumulator's scaling).
+
+Between producer and consumers the hand-over may pass through operations that
+commute with quantization because they only order values: max pooling, and
+ReLU6 (clamping the integers to [q(0), q(6)] on the consumers' grid). A ReLU
+right after a residual add is fused into the add."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Dict, List, Optional, Tuple
 
+import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
-from .layers import ActQuant, Int4Linear, Int8Conv2d, Int8DepthwiseConv2d, Int8Linear, QuantizedAdd
+from ..prepare import _is_relu
+from .layers import ActQuant, ClampUint8, Int4Linear, Int8Conv2d, Int8DepthwiseConv2d, Int8Linear, QuantizedAdd
 
 _INTEGER = (Int8Linear, Int8Conv2d, Int8DepthwiseConv2d)
+# (consumer node, grid, consumer module, operand slot)
+Consumer = Tuple[fx.Node, ActQuant, nn.Module, int]
+
+
+def _is_producer(mod: nn.Module) -> bool:
+    return isinstance(mod, _INTEGER) or (isinstance(mod, QuantizedAdd) and mod.integer)
 
 
 def _consumer_grid(user: fx.Node, producer: fx.Node, modules: Dict[str, nn.Module]
@@ -36,27 +52,117 @@ def _consumer_grid(user: fx.Node, producer: fx.Node, modules: Dict[str, nn.Modul
     return None
 
 
+def _is_max_pool(node: fx.Node, modules: Dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        mod = modules[node.target]
+        return type(mod) is nn.MaxPool2d and not mod.return_indices
+    return node.op == "call_function" and node.target is F.max_pool2d and not node.kwargs.get("return_indices") \
+        and not (len(node.args) > 5 and node.args[5])
+
+
+def _is_relu6(node: fx.Node, modules: Dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return type(modules[node.target]) is nn.ReLU6
+    return node.op == "call_function" and node.target is F.relu6 and len(node.args) == 1
+
+
+def _order_only(node: fx.Node, source: fx.Node, modules: Dict[str, nn.Module], calls: Counter) -> bool:
+    """Whether ``node`` is a max pool or ReLU6 of ``source`` alone, called once."""
+    if node.args[:1] != (source,) or (node.op == "call_module" and calls[node.target] > 1):
+        return False
+    return _is_relu6(node, modules)  # TODO max pool
+
+
+def _consumers(node: fx.Node, modules: Dict[str, nn.Module], calls: Counter,
+               passed: List[fx.Node]) -> Optional[List[Consumer]]:
+    """Every consumer of ``node``'s output, through order-only operations
+    (appended to ``passed``); None when one of them is not a quantizing
+    consumer."""
+    found: List[Consumer] = []
+    for user in node.users:
+        if _order_only(user, node, modules, calls):
+            passed.append(user)
+            further = _consumers(user, modules, calls, passed)
+            if further is None:
+                return None
+            found += further
+            continue
+        grid = _consumer_grid(user, node, modules)
+        if grid is None or calls[user.target] > 1:
+            return None
+        found.append((user,) + grid)
+    return found or None
+
+
+def fuse_add_relu(gm: fx.GraphModule) -> List[str]:
+    """Folds a ReLU that is the only user of an integer residual add into it;
+    returns the adds."""
+    modules = dict(gm.named_modules())
+    calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+    fused = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or calls[node.target] > 1:
+            continue
+        add = modules[node.target]
+        relu = next(iter(node.users)) if len(node.users) == 1 else None
+        if not isinstance(add, QuantizedAdd) or relu is None or not _is_relu(relu, modules) \
+                or relu.args[:1] != (node,):
+            continue
+        add.relu = True
+        relu.replace_all_uses_with(node)
+        gm.graph.erase_node(relu)
+        fused.append(node.target)
+    if fused:
+        gm.recompile()
+    return fused
+
+
+def _quantized_relu6(node: fx.Node, grid: ActQuant, gm: fx.GraphModule, modules: Dict[str, nn.Module]) -> None:
+    """ReLU6 on the integers of ``grid``: a clamp to [q(0), q(6)], with q as
+    quantize_uint8 computes it."""
+    six = torch.ops.torchqat.quantize_uint8(torch.tensor([6.0]), torch.tensor([grid.scale]),
+                                            torch.tensor([grid.zero_point]), grid.qmin, grid.qmax)
+    clamp = ClampUint8(grid.zero_point, int(six[0]))
+    if node.op == "call_module":
+        gm.set_submodule(node.target, clamp)
+        modules[node.target] = clamp
+    else:
+        name = f"relu6_uint8_{node.name}"
+        gm.add_submodule(name, clamp)
+        modules[name] = clamp
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_module(name, node.args[:1])
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+
+
 def chain_integer_layers(gm: fx.GraphModule) -> List[str]:
     """Sets the uint8 hand-overs; returns "producer -> consumer" lines."""
     modules = dict(gm.named_modules())
     # A module called from several places has one set of flags: left alone.
     calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
     chained = []
-    for node in gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[node.target], _INTEGER) or not node.users \
-                or calls[node.target] > 1:
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not _is_producer(modules[node.target]) or calls[node.target] > 1:
             continue
-        found = [_consumer_grid(u, node, modules) for u in node.users]
-        if any(f is None or calls[u.target] > 1 for f, u in zip(found, node.users)):
+        passed: List[fx.Node] = []
+        found = _consumers(node, modules, calls, passed)
+        if found is None:
             continue
-        grids = {f[0] for f in found}
-        if len(grids) != 1 or not next(iter(grids)).is_uint8:
+        grids = {grid for _, grid, _, _ in found}
+        grid = next(iter(grids))
+        # The GEMM's requantizing epilogue clamps to all of [0, 255]; the add quantizes to any grid.
+        if len(grids) != 1 or not (grid.is_uint8 or isinstance(modules[node.target], QuantizedAdd)):
             continue
-        modules[node.target]._set_output(found[0][0])
-        for (grid, consumer, slot), user in zip(found, node.users):
+        modules[node.target]._set_output(grid)
+        for between in passed:
+            if _is_relu6(between, modules):
+                _quantized_relu6(between, grid, gm, modules)
+        for user, _, consumer, slot in found:
             if isinstance(consumer, QuantizedAdd):
                 consumer.set_quantized_input(slot)
             else:
                 consumer.input_quantized = True
             chained.append(f"{node.target} -> {user.target}")
+    gm.recompile()
     return chained

@@ -12,17 +12,19 @@ from torch import fx, nn
 
 from ..nn.modules import QuantAdd, QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear, QuantMatMul
 from ..prepare import require_prepared
-from .chain import chain_integer_layers
+from .chain import chain_integer_layers, fuse_add_relu
 from .layers import QuantizedAdd, QuantizedMatMul
 from .lower import frozen_input, lower_embedding, lower_weighted
 
 
 @dataclass
 class ExportReport:
-    """What ``export`` made of each layer (name, kernel) and which layers hand
-    uint8 activations to the next."""
+    """What ``export`` made of each layer (name, kernel), which residual adds
+    took the ReLU after them, and which layers hand uint8 activations to the
+    next."""
 
     layers: List[Tuple[str, str]] = field(default_factory=list)
+    fused_relu: List[str] = field(default_factory=list)
     chained: List[str] = field(default_factory=list)
 
     def count(self, kernel_prefix: str) -> int:
@@ -32,7 +34,8 @@ class ExportReport:
         kinds = {}
         for _, kind in self.layers:
             kinds[kind] = kinds.get(kind, 0) + 1
-        lines = [f"torchqat.export: {len(self.layers)} layers, {len(self.chained)} uint8 hand-overs"]
+        lines = [f"torchqat.export: {len(self.layers)} layers, {len(self.chained)} uint8 hand-overs, "
+                 f"{len(self.fused_relu)} add+ReLU fused"]
         lines += [f"  {n} x {kind}" for kind, n in sorted(kinds.items())]
         return "\n".join(lines)
 
@@ -86,6 +89,7 @@ def export(model: nn.Module, inplace: bool = False) -> nn.Module:
     with torch.no_grad():
         model = _lower(model, report)
         if isinstance(model, fx.GraphModule):
+            report.fused_relu = fuse_add_relu(model)
             report.chained = chain_integer_layers(model)
     for p in list(model.parameters()):
         p.requires_grad_(False)

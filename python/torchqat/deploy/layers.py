@@ -217,16 +217,10 @@ class FakeQuantizeFp8(nn.Module):
         return torch.ops.torchqat.fake_quantize_fp8(x, self.scale, self.fmt, None, None)
 
 
-class Dequantize(nn.Module):
+def dequantize(q: torch.Tensor, act: ActQuant) -> torch.Tensor:
     """uint8 -> float32: ``(q - zero_point) * scale``, the values
     fake_quantize gives for the same integers."""
-
-    def __init__(self, act: ActQuant):
-        super().__init__()
-        self.zero, self.scale = act.zero_point, act.scale
-
-    def forward(self, q: torch.Tensor) -> torch.Tensor:
-        return (q.to(torch.float32) - self.zero) * self.scale
+    return (q.to(torch.float32) - act.zero_point) * act.scale
 
 
 class FloatWeightLayer(nn.Module):
@@ -312,25 +306,81 @@ class Int4Embedding(nn.Module):
         return (q * F.embedding(indices, self.scale).unsqueeze(-1)).reshape(indices.shape + (self.dim,))
 
 
+class ClampUint8(nn.Module):
+    """ReLU6 on uint8 activations: a clamp to [q(0), q(6)] of their grid
+    (quantization is monotone, so this equals quantizing ReLU6's output)."""
+
+    def __init__(self, lo: int, hi: int):
+        super().__init__()
+        self.lo, self.hi = lo, hi
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return q.clamp_(self.lo, self.hi)
+
+    def extra_repr(self) -> str:
+        return f"[{self.lo}, {self.hi}]"
+
+
 class QuantizedAdd(nn.Module):
-    """A residual add of two quantized activations: each operand is snapped
-    to its grid in float, or arrives as uint8 from the integer layer that
-    produced it (dequantized here); the sum is float."""
+    """A residual add of two quantized activations, with the ReLU that
+    follows it fused in by the export pass. With integer grids on both
+    operands it runs ``add_uint8``: each operand arrives as uint8 from the
+    integer layer that produced it (or is quantized here), the sum is taken in
+    float as fake quantization would, and leaves as float or requantized to
+    uint8 for the layers it feeds. Otherwise (FP8 or unquantized operands) each
+    operand is snapped to its grid in float and added."""
 
     def __init__(self, a: nn.Module, b: nn.Module, name: str = ""):
         super().__init__()
         self.layer_name = name
         self.a, self.b = a, b
+        self.integer = isinstance(a, FakeQuantize) and isinstance(b, FakeQuantize)
+        self.a_quantized = self.b_quantized = False
+        self.relu = False
+        self.out_act: Optional[ActQuant] = None
 
     def operand_grid(self, slot: int) -> Optional[ActQuant]:
-        q = self.a if slot == 0 else self.b
-        return q.act if isinstance(q, FakeQuantize) else None
+        """The uint8-domain grid of operand ``slot`` when it can arrive as uint8."""
+        return (self.a if slot == 0 else self.b).act if self.integer else None
 
     def set_quantized_input(self, slot: int) -> None:
-        setattr(self, "ab"[slot], Dequantize(self.operand_grid(slot)))
+        if slot == 0:
+            self.a_quantized = True
+        else:
+            self.b_quantized = True
+
+    def _set_output(self, out: ActQuant) -> None:
+        self.out_act = out
+
+    def _operand(self, x: torch.Tensor, grid: FakeQuantize, arrives_quantized: bool) -> torch.Tensor:
+        if arrives_quantized:
+            return x
+        return torch.ops.torchqat.quantize_uint8(x, grid.scale, grid.zero_point, grid.qmin, grid.qmax)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.a(a) + self.b(b)
+        if not self.integer:
+            y = self.a(a) + self.b(b)
+            return F.relu(y) if self.relu else y
+        qa, qb = self._operand(a, self.a, self.a_quantized), self._operand(b, self.b, self.b_quantized)
+        ga, gb, out = self.a.act, self.b.act, self.out_act
+        if qa.shape != qb.shape:  # broadcasting: the same arithmetic in ATen
+            y = dequantize(qa, ga) + dequantize(qb, gb)
+            y = F.relu(y) if self.relu else y
+            if out is None:
+                return y
+            return torch.ops.torchqat.quantize_uint8(y, torch.tensor([out.scale]), torch.tensor([out.zero_point]),
+                                                     out.qmin, out.qmax)
+        if out is None:
+            return torch.ops.torchqat.add_uint8(qa, ga.scale, ga.zero_point, qb, gb.scale, gb.zero_point, self.relu)
+        return torch.ops.torchqat.add_uint8(qa, ga.scale, ga.zero_point, qb, gb.scale, gb.zero_point, self.relu,
+                                            out.scale, out.zero_point, out.qmin, out.qmax)
+
+    def extra_repr(self) -> str:
+        if not self.integer:
+            return f"float operands, relu={self.relu}"
+        arrives = ["uint8" if q else "float" for q in (self.a_quantized, self.b_quantized)]
+        return f"add_uint8, in=({arrives[0]}, {arrives[1]}), relu={self.relu}, " \
+               f"out={'float' if self.out_act is None else 'uint8'}"
 
 
 class QuantizedMatMul(nn.Module):
