@@ -94,6 +94,12 @@ TORCH_LIBRARY(torchqat, m) {
       "bool relu=False, float? out_scale=None, int? out_zero_point=None, int out_quant_min=0, "
       "int out_quant_max=255) -> Tensor",
       tags);
+  // Max pooling of uint8 activations (F.max_pool2d's windows and output
+  // shape); output channels-last.
+  m.def(
+      "max_pool2d_uint8(Tensor x, int[2] kernel_size, int[2] stride, int[2] padding=0, int[2] dilation=1, "
+      "bool ceil_mode=False) -> Tensor",
+      tags);
   m.def("pack_linear_int8(Tensor weight) -> (Tensor packed, Tensor col_sums)", tags);
   m.def(
       "linear_int8(Tensor x, int x_zero_point, Tensor packed, Tensor col_sums, "

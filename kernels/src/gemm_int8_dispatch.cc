@@ -1,6 +1,6 @@
-// The INT8 GEMM, INT8 depthwise conv, INT4 GEMV, W4A8, uint8 quantize and
-// uint8 add variants, chosen by the active ISA: the widest compiled variant the active
-// ISA can run. The INT8 GEMM's AVX-512 variant needs VNNI
+// The INT8 GEMM, INT8 depthwise conv, INT4 GEMV, W4A8, uint8 quantize,
+// uint8 add and uint8 max pool variants, chosen by the active ISA: the widest
+// compiled variant the active ISA can run. The INT8 GEMM's AVX-512 variant needs VNNI
 // too (as the W4A8 one): each is listed only on CPUs that have it (an AVX-512
 // CPU without VNNI runs the AVX2 kernels).
 #include "gemm_variants.h"
@@ -98,5 +98,17 @@ const std::vector<AddU8Kernels>& add_u8_variants() {
 }
 
 const AddU8Kernels& add_u8_kernels() { return widest_runnable(add_u8_variants()); }
+
+const std::vector<MaxPoolU8Kernels>& max_pool_u8_variants() {
+  static const std::vector<MaxPoolU8Kernels> variants = {
+    {Isa::kScalar, &max_pool_u8_reference},
+#if TORCHQAT_X86
+    avx2_max_pool_u8_kernels(),
+#endif
+  };
+  return variants;
+}
+
+const MaxPoolU8Kernels& max_pool_u8_kernels() { return widest_runnable(max_pool_u8_variants()); }
 
 }  // namespace torchqat::kernels

@@ -1,5 +1,5 @@
-// The compiled variants of the integer ops (GEMM, depthwise conv, GEMV, W4A8, quantize, uint8 add), one function
-// per ISA TU.
+// The compiled variants of the integer ops (GEMM, depthwise conv, GEMV, W4A8, quantize, uint8 add and max
+// pool), one function per ISA TU.
 #pragma once
 
 #include "torchqat/kernels/add_u8.h"
@@ -7,6 +7,7 @@
 #include "torchqat/kernels/gemm_int8.h"
 #include "torchqat/kernels/gemm_w4a8.h"
 #include "torchqat/kernels/gemv_int4.h"
+#include "torchqat/kernels/max_pool_u8.h"
 #include "torchqat/kernels/quantize.h"
 
 namespace torchqat::kernels {
@@ -19,5 +20,6 @@ GemmW4A8Kernels avx2_gemm_w4a8_kernels();
 GemmW4A8Kernels avx512vnni_gemm_w4a8_kernels();  // run only where cpu_features().avx512_vnni
 QuantizeKernels avx2_quantize_kernels();
 AddU8Kernels avx2_add_u8_kernels();
+MaxPoolU8Kernels avx2_max_pool_u8_kernels();
 
 }  // namespace torchqat::kernels

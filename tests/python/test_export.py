@@ -9,8 +9,8 @@ import torchvision
 from torch import nn
 
 import torchqat
-from torchqat.deploy.layers import (FloatWeightLayer, Int4Embedding, Int4Linear, Int8Conv2d, Int8DepthwiseConv2d,
-                                    Int8Linear, QuantizedAdd)
+from torchqat.deploy.layers import (ClampUint8, FloatWeightLayer, Int4Embedding, Int4Linear, Int8Conv2d,
+                                    Int8DepthwiseConv2d, Int8Linear, MaxPoolUint8, QuantizedAdd)
 
 
 def _trained_qat(model, qconfig, inputs, steps=3, lr=0.01):
@@ -112,6 +112,9 @@ def test_mobilenet_v2_depthwise_convs_run_the_integer_kernel_and_equal_the_qat_l
     report = exported.torchqat_export_report
     assert report.count("int8 depthwise conv") == 17 and report.count("int8 conv") == 35
     assert "float on the quantized grid" not in str(report)
+    # Every ReLU6 but the last (before the float average pool) clamps uint8 integers.
+    relu6 = [m for m in exported.modules() if isinstance(m, (nn.ReLU6, ClampUint8))]
+    assert len(relu6) == 35 and sum(isinstance(m, ClampUint8) for m in relu6) == 34
     _assert_integer_layers_equal_qat(qat, exported, torch.randn(16, 3, 32, 32))
 
 
@@ -220,8 +223,10 @@ def test_residual_adds_take_uint8_fuse_the_relu_and_equal_the_qat_adds(seed):
     adds = [n for n, m in exported.named_modules() if isinstance(m, QuantizedAdd)]
     assert len(adds) == 8 and sorted(report.fused_relu) == sorted(adds)
     # conv1 -> conv2 -> add and downsample -> add inside the blocks; each add but the last
-    # feeds the next block's conv1 (and downsample) and add as uint8; the stem is float.
-    assert len(report.chained) == 8 + 8 + 3 + 7 * 2
+    # feeds the next block's conv1 (and downsample) and add as uint8; the stem conv feeds
+    # layer1.0's conv1 and add through the max pool, on uint8.
+    assert len(report.chained) == 8 + 8 + 3 + 7 * 2 + 2
+    assert isinstance(exported.maxpool, MaxPoolUint8)
     operands = {}
     hooks = [qat.get_submodule(n).register_forward_hook(
         lambda m, a, o, n=n: operands.__setitem__(n, (a[0].clone(), a[1].clone()))) for n in adds]

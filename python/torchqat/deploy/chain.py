@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..prepare import _is_relu
-from .layers import ActQuant, ClampUint8, Int4Linear, Int8Conv2d, Int8DepthwiseConv2d, Int8Linear, QuantizedAdd
+from .layers import (ActQuant, ClampUint8, Int4Linear, Int8Conv2d, Int8DepthwiseConv2d, Int8Linear, MaxPoolUint8,
+                     QuantizedAdd)
 
 _INTEGER = (Int8Linear, Int8Conv2d, Int8DepthwiseConv2d)
 # (consumer node, grid, consumer module, operand slot)
@@ -70,7 +71,7 @@ def _order_only(node: fx.Node, source: fx.Node, modules: Dict[str, nn.Module], c
     """Whether ``node`` is a max pool or ReLU6 of ``source`` alone, called once."""
     if node.args[:1] != (source,) or (node.op == "call_module" and calls[node.target] > 1):
         return False
-    return _is_relu6(node, modules)  # TODO max pool
+    return _is_max_pool(node, modules) or _is_relu6(node, modules)
 
 
 def _consumers(node: fx.Node, modules: Dict[str, nn.Module], calls: Counter,
@@ -117,23 +118,47 @@ def fuse_add_relu(gm: fx.GraphModule) -> List[str]:
     return fused
 
 
-def _quantized_relu6(node: fx.Node, grid: ActQuant, gm: fx.GraphModule, modules: Dict[str, nn.Module]) -> None:
+def _pair(v) -> List[int]:
+    return [int(v), int(v)] if isinstance(v, int) else [int(e) for e in v]
+
+
+def _max_pool_uint8(node: fx.Node, modules: Dict[str, nn.Module]) -> MaxPoolUint8:
+    if node.op == "call_module":
+        mod = modules[node.target]
+        params = {k: getattr(mod, k) for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode")}
+    else:
+        names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+        params = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
+        params.update(zip(names, node.args[1:]))
+        params.update({k: v for k, v in node.kwargs.items() if k in names})
+    if params["stride"] is None or params["stride"] == []:  # F.max_pool2d: stride defaults to the kernel
+        params["stride"] = params["kernel_size"]
+    return MaxPoolUint8(*(_pair(params[k]) for k in ("kernel_size", "stride", "padding", "dilation")),
+                        bool(params["ceil_mode"]))
+
+
+def _relu6_uint8(grid: ActQuant) -> ClampUint8:
     """ReLU6 on the integers of ``grid``: a clamp to [q(0), q(6)], with q as
     quantize_uint8 computes it."""
     six = torch.ops.torchqat.quantize_uint8(torch.tensor([6.0]), torch.tensor([grid.scale]),
                                             torch.tensor([grid.zero_point]), grid.qmin, grid.qmax)
-    clamp = ClampUint8(grid.zero_point, int(six[0]))
+    return ClampUint8(grid.zero_point, int(six[0]))
+
+
+def _on_integers(node: fx.Node, grid: ActQuant, gm: fx.GraphModule, modules: Dict[str, nn.Module]) -> None:
+    """Swaps an order-only operation for its uint8 version (in place in the graph)."""
+    new_mod = _relu6_uint8(grid) if _is_relu6(node, modules) else _max_pool_uint8(node, modules)
     if node.op == "call_module":
-        gm.set_submodule(node.target, clamp)
-        modules[node.target] = clamp
-    else:
-        name = f"relu6_uint8_{node.name}"
-        gm.add_submodule(name, clamp)
-        modules[name] = clamp
-        with gm.graph.inserting_after(node):
-            new = gm.graph.call_module(name, node.args[:1])
-        node.replace_all_uses_with(new)
-        gm.graph.erase_node(node)
+        gm.set_submodule(node.target, new_mod)
+        modules[node.target] = new_mod
+        return
+    name = f"{node.name}_uint8"
+    gm.add_submodule(name, new_mod)
+    modules[name] = new_mod
+    with gm.graph.inserting_after(node):
+        new = gm.graph.call_module(name, node.args[:1])
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
 
 
 def chain_integer_layers(gm: fx.GraphModule) -> List[str]:
@@ -156,8 +181,7 @@ def chain_integer_layers(gm: fx.GraphModule) -> List[str]:
             continue
         modules[node.target]._set_output(grid)
         for between in passed:
-            if _is_relu6(between, modules):
-                _quantized_relu6(between, grid, gm, modules)
+            _on_integers(between, grid, gm, modules)
         for user, _, consumer, slot in found:
             if isinstance(consumer, QuantizedAdd):
                 consumer.set_quantized_input(slot)

@@ -321,6 +321,24 @@ class ClampUint8(nn.Module):
         return f"[{self.lo}, {self.hi}]"
 
 
+class MaxPoolUint8(nn.Module):
+    """Max pooling of uint8 activations (the max of the integers is the
+    integer of the max); output channels-last."""
+
+    def __init__(self, kernel_size: List[int], stride: List[int], padding: List[int], dilation: List[int],
+                 ceil_mode: bool):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.ceil_mode = ceil_mode
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return torch.ops.torchqat.max_pool2d_uint8(q, self.kernel_size, self.stride, self.padding, self.dilation,
+                                                   self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
 class QuantizedAdd(nn.Module):
     """A residual add of two quantized activations, with the ReLU that
     follows it fused in by the export pass. With integer grids on both
