@@ -125,24 +125,38 @@ at::Tensor linear_int8_meta(const at::Tensor& x, int64_t, const at::Tensor&, con
 }
 
 // Patch rows [begin, end) of the channels-last input, in (ky, kx, c) order
-// (the packed weight's row order: weight.permute(0, 2, 3, 1).flatten(1)): one
-// copy of C contiguous bytes per kernel tap, the input zero point where the
-// tap falls in the padding (it stands for a real 0).
+// (the packed weight's row order: weight.permute(0, 2, 3, 1).flatten(1)): the
+// input zero point where a tap falls in the padding (it stands for a real 0);
+// the taps of a kernel row inside the input are neighbouring pixels when
+// undilated, one copy of their channels (a 7x7 stem over 3 channels: 21 bytes
+// per copy, not 3).
 void im2col_rows(const uint8_t* in, uint8_t* out, int64_t begin, int64_t end, int64_t x_zero_point,
                  const ConvGeometry& g, c10::IntArrayRef stride, c10::IntArrayRef padding,
                  c10::IntArrayRef dilation) {
+  const size_t tap_bytes = size_t(g.c);
   for (int64_t r = begin; r < end; ++r) {
     const int64_t b = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
-    for (int64_t ky = 0; ky < g.kh; ++ky) {
+    const int64_t ix0 = ox * stride[1] - padding[1];
+    // The taps kx in [first, last) fall inside the input row.
+    int64_t first = 0, last = g.kw;
+    while (first < g.kw && ix0 + first * dilation[1] < 0) ++first;
+    while (last > first && ix0 + (last - 1) * dilation[1] >= g.w) --last;
+    for (int64_t ky = 0; ky < g.kh; ++ky, out += g.kw * g.c) {
       const int64_t iy = oy * stride[0] - padding[0] + ky * dilation[0];
-      for (int64_t kx = 0; kx < g.kw; ++kx, out += g.c) {
-        const int64_t ix = ox * stride[1] - padding[1] + kx * dilation[1];
-        if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) {
-          std::memcpy(out, in + ((b * g.h + iy) * g.w + ix) * g.c, size_t(g.c));
-        } else {
-          std::memset(out, int(x_zero_point), size_t(g.c));
+      if (iy < 0 || iy >= g.h || first == last) {
+        std::memset(out, int(x_zero_point), tap_bytes * size_t(g.kw));
+        continue;
+      }
+      std::memset(out, int(x_zero_point), tap_bytes * size_t(first));
+      const uint8_t* row = in + ((b * g.h + iy) * g.w + ix0) * g.c;
+      if (dilation[1] == 1) {  // neighbouring taps are neighbouring pixels: one copy
+        std::memcpy(out + first * g.c, row + first * g.c, tap_bytes * size_t(last - first));
+      } else {
+        for (int64_t kx = first; kx < last; ++kx) {
+          std::memcpy(out + kx * g.c, row + kx * dilation[1] * g.c, tap_bytes);
         }
       }
+      std::memset(out + last * g.c, int(x_zero_point), tap_bytes * size_t(g.kw - last));
     }
   }
 }

@@ -107,11 +107,12 @@ def test_bad_input_is_named():
 
 
 # Small inputs take one im2col + the panel-split GEMM; 2x5x24x26 (1248 rows)
-# the per-task im2col tiles; 1x1 stride 1 no im2col at all.
+# the per-task im2col tiles; 1x1 stride 1 no im2col at all; 7x7 and 5x5 kernels
+# wider than the padded borders (the partial kernel rows im2col copies).
 @pytest.mark.parametrize("stride,padding,dilation,hw,kernel", [
     (1, 1, 1, (9, 11), 3), (2, 0, 1, (9, 11), 3), (1, 2, 2, (9, 11), 3), (2, 1, 1, (9, 11), 3),
     (1, 1, 1, (24, 26), 3), (1, 1, 2, (24, 26), 3), (1, 0, 1, (24, 26), 1), (2, 0, 1, (24, 26), 1),
-    (1, 0, 1, (5, 3), 1)])
+    (1, 0, 1, (5, 3), 1), (2, 3, 1, (12, 10), 7), (1, 3, 1, (5, 3), 7), (1, 2, 1, (9, 3), 5)])
 def test_conv2d_int8_matches_int64_reference(stride, padding, dilation, hw, kernel):
     gen = torch.Generator().manual_seed(stride * 10 + padding)
     x = torch.randint(0, 256, (2, 5) + hw, generator=gen, dtype=torch.uint8)
