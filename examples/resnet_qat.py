@@ -104,7 +104,7 @@ def main() -> None:
         print(f"float32 model loaded from {checkpoint} (same settings)")
     else:
         train(model, train_batch, args.train_subset, args.epochs, args.batch_size, args.lr, "float32 training",
-              seed=args.seed)
+              seed=args.seed, channels_last=True)
         torch.save({"settings": settings, "state_dict": model.state_dict()}, checkpoint)
     model.eval()
     fp32_logits = evaluate(model, "float32 eval")
