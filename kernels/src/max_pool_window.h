@@ -2,24 +2,12 @@
 // shared by every variant.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 
 #include "torchqat/kernels/max_pool_u8.h"
+#include "torchqat/kernels/tap_range.h"
 
 namespace torchqat::kernels {
-
-// [first, last) of the taps along one axis whose input index is in [0, size).
-struct TapRange {
-  int64_t first, last;
-};
-
-inline TapRange taps_inside(int64_t start, int64_t kernel, int64_t dilation, int64_t size) {
-  int64_t first = 0, last = kernel;
-  while (first < kernel && start + first * dilation < 0) ++first;
-  while (last > first && start + (last - 1) * dilation >= size) --last;
-  return {first, last};
-}
 
 // Calls visit(pointer to the channels of input pixel) for every tap of output
 // pixel (b, oy, ox) inside the input.

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <optional>
 
+#include "memory_format.h"
 #include "torchqat/kernels/add_u8.h"
 
 namespace torchqat {
@@ -43,12 +44,6 @@ void check_args(const at::Tensor& a, double a_scale, int64_t a_zero, const at::T
                 ": out_zero_point must be in [out_quant_min, out_quant_max] = [", out_qmin, ", ", out_qmax,
                 "], got ", *out_zero);
   }
-}
-
-at::MemoryFormat format_of(const at::Tensor& x) {
-  return x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous()
-             ? at::MemoryFormat::ChannelsLast
-             : at::MemoryFormat::Contiguous;
 }
 
 at::Tensor add_uint8_cpu(const at::Tensor& a, double a_scale, int64_t a_zero, const at::Tensor& b, double b_scale,

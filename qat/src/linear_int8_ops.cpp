@@ -13,6 +13,7 @@
 #include "int8_op_checks.h"
 #include "packed_header.h"
 #include "torchqat/kernels/gemm_int8.h"
+#include "torchqat/kernels/tap_range.h"
 
 namespace torchqat {
 namespace {
@@ -137,10 +138,7 @@ void im2col_rows(const uint8_t* in, uint8_t* out, int64_t begin, int64_t end, in
   for (int64_t r = begin; r < end; ++r) {
     const int64_t b = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
     const int64_t ix0 = ox * stride[1] - padding[1];
-    // The taps kx in [first, last) fall inside the input row.
-    int64_t first = 0, last = g.kw;
-    while (first < g.kw && ix0 + first * dilation[1] < 0) ++first;
-    while (last > first && ix0 + (last - 1) * dilation[1] >= g.w) --last;
+    const auto [first, last] = k::taps_inside(ix0, g.kw, dilation[1], g.w);
     for (int64_t ky = 0; ky < g.kh; ++ky, out += g.kw * g.c) {
       const int64_t iy = oy * stride[0] - padding[0] + ky * dilation[0];
       if (iy < 0 || iy >= g.h || first == last) {

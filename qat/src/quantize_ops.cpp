@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "memory_format.h"
 #include "torchqat/kernels/quantize.h"
 
 namespace torchqat {
@@ -21,12 +22,6 @@ void check_args(const char* op, const at::Tensor& scale, const at::Tensor& zero_
               zero_point.sizes());
   TORCH_CHECK(0 <= qmin && qmin <= qmax && qmax <= 255, op,
               ": quant_min and quant_max must satisfy 0 <= quant_min <= quant_max <= 255, got ", qmin, " and ", qmax);
-}
-
-at::MemoryFormat format_of(const at::Tensor& x) {
-  return x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous()
-             ? at::MemoryFormat::ChannelsLast
-             : at::MemoryFormat::Contiguous;
 }
 
 at::Tensor quantize_uint8_cpu(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,

@@ -122,19 +122,20 @@ def _pair(v) -> List[int]:
     return [int(v), int(v)] if isinstance(v, int) else [int(e) for e in v]
 
 
+_POOL_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")  # F.max_pool2d's, in order
+
+
 def _max_pool_uint8(node: fx.Node, modules: Dict[str, nn.Module]) -> MaxPoolUint8:
     if node.op == "call_module":
         mod = modules[node.target]
-        params = {k: getattr(mod, k) for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode")}
+        params = {k: getattr(mod, k) for k in _POOL_ARGS}
     else:
-        names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
         params = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
-        params.update(zip(names, node.args[1:]))
-        params.update({k: v for k, v in node.kwargs.items() if k in names})
+        params.update(zip(_POOL_ARGS, node.args[1:]))
+        params.update({k: v for k, v in node.kwargs.items() if k in _POOL_ARGS})
     if params["stride"] is None or params["stride"] == []:  # F.max_pool2d: stride defaults to the kernel
         params["stride"] = params["kernel_size"]
-    return MaxPoolUint8(*(_pair(params[k]) for k in ("kernel_size", "stride", "padding", "dilation")),
-                        bool(params["ceil_mode"]))
+    return MaxPoolUint8(*(_pair(params[k]) for k in _POOL_ARGS[:4]), bool(params["ceil_mode"]))
 
 
 def _relu6_uint8(grid: ActQuant) -> ClampUint8:

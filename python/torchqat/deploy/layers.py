@@ -339,7 +339,7 @@ class MaxPoolUint8(nn.Module):
         return f"kernel={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class QuantizedAdd(nn.Module):
+class QuantizedAdd(_IntegerOutput, nn.Module):
     """A residual add of two quantized activations, with the ReLU that
     follows it fused in by the export pass. With integer grids on both
     operands it runs ``add_uint8``: each operand arrives as uint8 from the
@@ -355,7 +355,7 @@ class QuantizedAdd(nn.Module):
         self.integer = isinstance(a, FakeQuantize) and isinstance(b, FakeQuantize)
         self.a_quantized = self.b_quantized = False
         self.relu = False
-        self.out_act: Optional[ActQuant] = None
+        self._set_output(None)
 
     def operand_grid(self, slot: int) -> Optional[ActQuant]:
         """The uint8-domain grid of operand ``slot`` when it can arrive as uint8."""
@@ -366,9 +366,6 @@ class QuantizedAdd(nn.Module):
             self.a_quantized = True
         else:
             self.b_quantized = True
-
-    def _set_output(self, out: ActQuant) -> None:
-        self.out_act = out
 
     def _operand(self, x: torch.Tensor, grid: FakeQuantize, arrives_quantized: bool) -> torch.Tensor:
         if arrives_quantized:
