@@ -214,4 +214,15 @@ at::Tensor linear_w4a8(const at::Tensor& x, int64_t x_zero_point, double x_scale
   return op.call(x, x_zero_point, x_scale, packed, scales, weight_sums, bias);
 }
 
+at::Tensor conv2d_w4a8(const at::Tensor& x, int64_t x_zero_point, double x_scale, const at::Tensor& packed,
+                       const at::Tensor& scales, const at::Tensor& weight_sums,
+                       const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel_size,
+                       c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, int64_t, double, const at::Tensor&, const at::Tensor&,
+                        const at::Tensor&, const std::optional<at::Tensor>&, c10::IntArrayRef, c10::IntArrayRef,
+                        c10::IntArrayRef, c10::IntArrayRef)>("torchqat::conv2d_w4a8");
+  return op.call(x, x_zero_point, x_scale, packed, scales, weight_sums, bias, kernel_size, stride, padding, dilation);
+}
+
 }  // namespace torchqat::ops

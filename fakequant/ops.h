@@ -98,4 +98,9 @@ at::Tensor linear_w4a8(const at::Tensor& x, int64_t x_zero_point, double x_scale
                        const at::Tensor& scales, const at::Tensor& weight_sums,
                        const std::optional<at::Tensor>& bias);
 
+at::Tensor conv2d_w4a8(const at::Tensor& x, int64_t x_zero_point, double x_scale, const at::Tensor& packed,
+                       const at::Tensor& scales, const at::Tensor& weight_sums,
+                       const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel_size,
+                       c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation);
+
 }  // namespace torchqat::ops

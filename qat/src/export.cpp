@@ -57,7 +57,7 @@ IntegerWeight integer_weight(QuantWeighted& layer, const torch::Tensor& w, const
   QuantizerImpl& q = *layer.weight_quantizer;
   const QuantSpec& spec = q.spec();
   const bool grouped = spec.granularity == Granularity::kPerGroup;
-  const torch::Tensor view = grouped ? w.reshape({w.size(0), -1}) : w;
+  const torch::Tensor view = grouped ? group_rows(w) : w;
   // The quantizer's own forward settles its qparams as the eval forward does
   // (a "current" observer takes this weight's range, LSQ initialises).
   const torch::Tensor fake_quantized = q.forward(view);
@@ -79,7 +79,8 @@ IntegerWeight integer_weight(QuantWeighted& layer, const torch::Tensor& w, const
   const auto ints = torch::clamp(torch::round(shaped * (1.0 / s)), spec.quant_min(), spec.quant_max());
   TORCH_CHECK(torch::equal((ints * s).reshape(view.sizes()), fake_quantized), "torchqat::export_model: layer '",
               name, "': the integer weights do not reproduce the fake-quantized ones (please report this)");
-  return {ints.reshape(w.sizes()).to(torch::kChar), scale.to(torch::kFloat).contiguous()};
+  const torch::Tensor rows = ints.reshape(view.sizes());
+  return {(grouped ? ungroup_rows(rows, w.sizes()) : rows).to(torch::kChar), scale.to(torch::kFloat).contiguous()};
 }
 
 // INT8 layers: packed weights (and their sums), multiplier x_scale *
@@ -161,6 +162,36 @@ class Int4Linear final : public LoweredLayer {
   bool relu_;
 };
 
+// A Conv2d (groups 1) with int4 weights in groups along input channels on a
+// uint8 input: the W4A8 kernel over channels-last im2col.
+class Int4Conv2d final : public LoweredLayer {
+ public:
+  Int4Conv2d(const IntegerWeight& w, const torch::Tensor& bias, InputGrid in, bool relu,
+             const torch::nn::detail::ConvNdOptions<2>& options)
+      : scales_(w.scale.reshape({w.ints.size(0), -1}).contiguous()),
+        in_(std::move(in)),
+        relu_(relu),
+        kernel_(w.ints.sizes().slice(2).vec()),
+        stride_(c10::IntArrayRef(options.stride()).vec()),
+        padding_(c10::IntArrayRef(std::get<torch::ExpandingArray<2>>(options.padding())).vec()),
+        dilation_(c10::IntArrayRef(options.dilation()).vec()) {
+    std::tie(packed_, weight_sums_) = ops::pack_linear_w4a8(group_rows(w.ints).contiguous(), scales_);
+    if (bias.defined()) bias_ = bias.detach().to(torch::kFloat).contiguous();
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) const override {
+    const auto y = ops::conv2d_w4a8(in_.quantize(x), in_.zero, in_.scale_value, packed_, scales_, weight_sums_,
+                                    optional(bias_), kernel_, stride_, padding_, dilation_);
+    return relu_ ? torch::relu(y) : y;
+  }
+
+ private:
+  torch::Tensor scales_, packed_, weight_sums_, bias_;
+  InputGrid in_;
+  bool relu_;
+  std::vector<int64_t> kernel_, stride_, padding_, dilation_;
+};
+
 struct Lowering {
   std::shared_ptr<const LoweredLayer> layer;  // null: stays fake-quantized float
   std::string kernel;
@@ -197,9 +228,18 @@ Lowering lower(torch::nn::Module& module, QuantWeighted& layer, const std::strin
   }
   w = w.detach();
   if (ws.granularity == Granularity::kPerGroup) {
-    if (!linear || ws.bits != 4 || ws.group_size % kInt4Block != 0) {
+    if (ws.bits != 4 || ws.group_size % kInt4Block != 0) {
       return {nullptr, "fake-quantized float (" + ws.describe() + " weights: the INT4 kernels take int4 groups of "
-                       "a multiple of 32 in a Linear)"};
+                       "a multiple of 32)"};
+    }
+    if (conv) {
+      if (conv->options.groups() != 1 || float_input) {
+        return {nullptr, "fake-quantized float (" + ws.describe() + " weights: the W4A8 conv takes groups=1 and an "
+                         "integer input)"};
+      }
+      return {std::make_shared<Int4Conv2d>(integer_weight(layer, w, name), bias, input_grid(aq), layer.relu,
+                                           conv->options),
+              "w4a8 conv (int4 weights x uint8 input, im2col + W4A8 kernel)"};
     }
     const IntegerWeight iw = integer_weight(layer, w, name);
     if (float_input) {

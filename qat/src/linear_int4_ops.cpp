@@ -1,14 +1,17 @@
-// The INT4 Linear ops of the exported model (CPU and Meta): packing two
-// weights per byte, the weight-only GEMV for float activations
-// (kernels/gemv_int4.h) and the W4A8 kernels for uint8 activations
-// (kernels/gemm_w4a8.h), both reading the same packed weights.
+// The INT4 ops of the exported model (CPU and Meta): packing two weights per
+// byte, the weight-only GEMV for float activations (kernels/gemv_int4.h) and
+// the W4A8 kernels for uint8 activations (kernels/gemm_w4a8.h), both reading
+// the same packed weights; the W4A8 Conv2d runs them over channels-last
+// im2col rows.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <tuple>
 
+#include "im2col.h"
 #include "packed_header.h"
 #include "torchqat/kernels/gemm_w4a8.h"
 #include "torchqat/kernels/gemv_int4.h"
@@ -132,28 +135,19 @@ std::tuple<at::Tensor, at::Tensor> pack_linear_w4a8_meta(const at::Tensor& weigh
   return {pack_linear_int4_meta(weight), at::empty_symint({weight.sym_size(0)}, scales.options())};
 }
 
-at::Tensor linear_w4a8_cpu(const at::Tensor& x, int64_t x_zero_point, double x_scale, const at::Tensor& packed,
-                           const at::Tensor& scales, const at::Tensor& weight_sums,
-                           const std::optional<at::Tensor>& bias) {
-  constexpr const char* op = "linear_w4a8";
-  TORCH_CHECK(x.scalar_type() == at::kByte && x.dim() >= 1 && x.is_cpu(), op,
-              ": x must be a uint8 CPU tensor [..., in_features], got ", x.scalar_type(), " on ", x.device());
+// The W4A8 kernel arguments but x, m and y, checked.
+k::GemmW4A8Args w4a8_args(const char* op, int64_t x_zero_point, double x_scale, const Int4Weights& w,
+                          const at::Tensor& weight_sums, const std::optional<at::Tensor>& bias) {
   TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255, op, ": x_zero_point must be in [0, 255], got ",
               x_zero_point);
   TORCH_CHECK(std::isfinite(x_scale) && x_scale > 0, op, ": x_scale must be positive and finite, got ", x_scale);
-  const int64_t kk = x.size(-1);
-  const Int4Weights w = checked_int4_weights(op, kk, packed, scales);
   TORCH_CHECK(weight_sums.scalar_type() == at::kFloat && weight_sums.dim() == 1 && weight_sums.numel() == w.n &&
                   weight_sums.is_contiguous() && weight_sums.is_cpu(),
               op, ": weight_sums must be the contiguous float32 CPU tensor of ", w.n,
               " values from pack_linear_w4a8, got ", weight_sums.scalar_type(), " ", weight_sums.sizes());
-  const at::Tensor a = x.reshape({-1, kk}).contiguous();
-  at::Tensor out = linear_int4_output(x, c10::SymInt(w.n));
   k::GemmW4A8Args args;
-  args.x = a.const_data_ptr<uint8_t>();
-  args.m = a.size(0);
   args.n = w.n;
-  args.k = kk;
+  args.k = w.groups * w.group_size;
   args.x_zero = int32_t(x_zero_point);
   args.x_scale = float(x_scale);
   args.q = w.q;
@@ -161,15 +155,95 @@ at::Tensor linear_w4a8_cpu(const at::Tensor& x, int64_t x_zero_point, double x_s
   args.weight_sums = weight_sums.const_data_ptr<float>();
   args.group_size = w.group_size;
   args.bias = checked_bias(op, bias, w.n);
-  args.y = out.mutable_data_ptr<float>();
+  return args;
+}
+
+// All rows, the output columns split over threads (each weight row is read by one thread).
+void run_w4a8(const k::GemmW4A8Args& args) {
   const auto& kernels = k::gemm_w4a8_kernels();
-  at::parallel_for(0, w.n, 64, [&](int64_t nb, int64_t ne) { kernels.gemm(args, nb, ne); });
+  at::parallel_for(0, args.n, 64, [&](int64_t nb, int64_t ne) { kernels.gemm(args, nb, ne); });
+}
+
+at::Tensor linear_w4a8_cpu(const at::Tensor& x, int64_t x_zero_point, double x_scale, const at::Tensor& packed,
+                           const at::Tensor& scales, const at::Tensor& weight_sums,
+                           const std::optional<at::Tensor>& bias) {
+  constexpr const char* op = "linear_w4a8";
+  TORCH_CHECK(x.scalar_type() == at::kByte && x.dim() >= 1 && x.is_cpu(), op,
+              ": x must be a uint8 CPU tensor [..., in_features], got ", x.scalar_type(), " on ", x.device());
+  const int64_t kk = x.size(-1);
+  const Int4Weights w = checked_int4_weights(op, kk, packed, scales);
+  const at::Tensor a = x.reshape({-1, kk}).contiguous();
+  at::Tensor out = linear_int4_output(x, c10::SymInt(w.n));
+  k::GemmW4A8Args args = w4a8_args(op, x_zero_point, x_scale, w, weight_sums, bias);
+  args.x = a.const_data_ptr<uint8_t>();
+  args.m = a.size(0);
+  args.y = out.mutable_data_ptr<float>();
+  run_w4a8(args);
   return out;
 }
 
 at::Tensor linear_w4a8_meta(const at::Tensor& x, int64_t, double, const at::Tensor&, const at::Tensor& scales,
                             const at::Tensor&, const std::optional<at::Tensor>&) {
   return linear_int4_output(x, scales.sym_size(0));
+}
+
+constexpr int64_t kConvRowGrain = 240;  // patch rows per task when tasks split rows
+
+at::Tensor conv2d_w4a8_cpu(const at::Tensor& x, int64_t x_zero_point, double x_scale, const at::Tensor& packed,
+                           const at::Tensor& scales, const at::Tensor& weight_sums,
+                           const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel, c10::IntArrayRef stride,
+                           c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+  constexpr const char* op = "conv2d_w4a8";
+  TORCH_CHECK(x.scalar_type() == at::kByte && x.is_cpu(), op, ": x must be a uint8 CPU tensor, got ",
+              x.scalar_type(), " on ", x.device());
+  const ConvGeometry g = conv_geometry(op, x.sizes(), kernel, stride, padding, dilation);
+  const int64_t patch = g.kh * g.kw * g.c, rows = g.n * g.oh * g.ow;
+  if (packed.scalar_type() == at::kByte && packed.dim() == 1 && packed.numel() >= kHeader && packed.is_cpu()) {
+    const int64_t packed_k = read_packed_header(op, packed.const_data_ptr<uint8_t>(), kInt4Format);
+    TORCH_CHECK(packed_k == patch, op, ": x has ", g.c, " channels, ", patch, " values per ", g.kh, "x", g.kw,
+                " patch, but the weights were packed for ", packed_k);
+  }
+  const Int4Weights w = checked_int4_weights(op, patch, packed, scales);
+  k::GemmW4A8Args args = w4a8_args(op, x_zero_point, x_scale, w, weight_sums, bias);
+  const at::Tensor nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);  // no copy for a channels-last input
+  at::Tensor out = conv_output_rows(x, g, w.n, /*requantize=*/false);
+  args.m = rows;
+  args.y = out.mutable_data_ptr<float>();
+  const ConvTaps taps{stride, padding, dilation};
+  const bool pointwise = is_pointwise(g, taps);  // the NHWC input is already the patch matrix
+  if (rows < 2 * kConvRowGrain) {  // few rows: all of them, the columns split over threads
+    const at::Tensor cols = pointwise ? nhwc : im2col(nhwc, x_zero_point, g, taps);
+    args.x = cols.const_data_ptr<uint8_t>();
+    run_w4a8(args);
+    return as_nchw(out, g);
+  }
+  // Many rows: tiles of patch rows (small enough to stay in cache), each
+  // through all output columns.
+  const auto& kernels = k::gemm_w4a8_kernels();
+  const auto gemm_tile = [&](const uint8_t* patches, int64_t first_row, int64_t n_rows) {
+    k::GemmW4A8Args part = args;
+    part.x = patches;
+    part.m = n_rows;
+    part.y = args.y + first_row * args.n;
+    kernels.gemm(part, 0, args.n);
+  };
+  const int64_t tile = std::clamp<int64_t>((int64_t{192} << 10) / patch, 16, kConvRowGrain);
+  const uint8_t* in = nhwc.const_data_ptr<uint8_t>();
+  if (pointwise) {
+    at::parallel_for(0, rows, tile, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; t += tile) gemm_tile(in + t * patch, t, std::min(tile, end - t));
+    });
+  } else {
+    for_each_patch_tile(in, x_zero_point, g, taps, tile, gemm_tile);
+  }
+  return as_nchw(out, g);
+}
+
+at::Tensor conv2d_w4a8_meta(const at::Tensor& x, int64_t, double, const at::Tensor&, const at::Tensor& scales,
+                            const at::Tensor&, const std::optional<at::Tensor>&, c10::IntArrayRef kernel,
+                            c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+  const ConvGeometry g = conv_geometry("conv2d_w4a8", x.sizes(), kernel, stride, padding, dilation);
+  return as_nchw(conv_output_rows(x, g, scales.size(0), /*requantize=*/false), g);
 }
 
 }  // namespace
@@ -179,6 +253,7 @@ TORCH_LIBRARY_IMPL(torchqat, CPU, m) {
   m.impl("linear_int4", &linear_int4_cpu);
   m.impl("pack_linear_w4a8", &pack_linear_w4a8_cpu);
   m.impl("linear_w4a8", &linear_w4a8_cpu);
+  m.impl("conv2d_w4a8", &conv2d_w4a8_cpu);
 }
 
 TORCH_LIBRARY_IMPL(torchqat, Meta, m) {
@@ -186,6 +261,7 @@ TORCH_LIBRARY_IMPL(torchqat, Meta, m) {
   m.impl("linear_int4", &linear_int4_meta);
   m.impl("pack_linear_w4a8", &pack_linear_w4a8_meta);
   m.impl("linear_w4a8", &linear_w4a8_meta);
+  m.impl("conv2d_w4a8", &conv2d_w4a8_meta);
 }
 
 }  // namespace torchqat

@@ -7,13 +7,11 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cstring>
-#include <vector>
 
+#include "im2col.h"
 #include "int8_op_checks.h"
 #include "packed_header.h"
 #include "torchqat/kernels/gemm_int8.h"
-#include "torchqat/kernels/tap_range.h"
 
 namespace torchqat {
 namespace {
@@ -125,40 +123,6 @@ at::Tensor linear_int8_meta(const at::Tensor& x, int64_t, const at::Tensor&, con
   return linear_int8_output(x, col_sums.sym_size(0), out_scale.has_value());
 }
 
-// Patch rows [begin, end) of the channels-last input, in (ky, kx, c) order
-// (the packed weight's row order: weight.permute(0, 2, 3, 1).flatten(1)): the
-// input zero point where a tap falls in the padding (it stands for a real 0);
-// the taps of a kernel row inside the input are neighbouring pixels when
-// undilated, one copy of their channels (a 7x7 stem over 3 channels: 21 bytes
-// per copy, not 3).
-void im2col_rows(const uint8_t* in, uint8_t* out, int64_t begin, int64_t end, int64_t x_zero_point,
-                 const ConvGeometry& g, c10::IntArrayRef stride, c10::IntArrayRef padding,
-                 c10::IntArrayRef dilation) {
-  const size_t tap_bytes = size_t(g.c);
-  for (int64_t r = begin; r < end; ++r) {
-    const int64_t b = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
-    const int64_t ix0 = ox * stride[1] - padding[1];
-    const auto [first, last] = k::taps_inside(ix0, g.kw, dilation[1], g.w);
-    for (int64_t ky = 0; ky < g.kh; ++ky, out += g.kw * g.c) {
-      const int64_t iy = oy * stride[0] - padding[0] + ky * dilation[0];
-      if (iy < 0 || iy >= g.h || first == last) {
-        std::memset(out, int(x_zero_point), tap_bytes * size_t(g.kw));
-        continue;
-      }
-      std::memset(out, int(x_zero_point), tap_bytes * size_t(first));
-      const uint8_t* row = in + ((b * g.h + iy) * g.w + ix0) * g.c;
-      if (dilation[1] == 1) {  // neighbouring taps are neighbouring pixels: one copy
-        std::memcpy(out + first * g.c, row + first * g.c, tap_bytes * size_t(last - first));
-      } else {
-        for (int64_t kx = first; kx < last; ++kx) {
-          std::memcpy(out + kx * g.c, row + kx * dilation[1] * g.c, tap_bytes);
-        }
-      }
-      std::memset(out + last * g.c, int(x_zero_point), tap_bytes * size_t(g.kw - last));
-    }
-  }
-}
-
 at::Tensor conv2d_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
                            const at::Tensor& col_sums, const at::Tensor& multiplier,
                            const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel, c10::IntArrayRef stride,
@@ -175,40 +139,31 @@ at::Tensor conv2d_int8_cpu(const at::Tensor& x, int64_t x_zero_point, const at::
   at::Tensor out = conv_output_rows(x, g, args.b.n, out_scale.has_value());
   args.m = rows;
   args.out = out.data_ptr();
-  const uint8_t* in = nhwc.const_data_ptr<uint8_t>();
-  if (g.kh == 1 && g.kw == 1 && stride[0] == 1 && stride[1] == 1 && padding[0] == 0 && padding[1] == 0) {
-    args.a = in;  // the NHWC input is already the [N*H*W, C] matrix
+  const ConvTaps taps{stride, padding, dilation};
+  if (is_pointwise(g, taps)) {
+    args.a = nhwc.const_data_ptr<uint8_t>();  // the NHWC input is already the [N*H*W, C] matrix
     run_gemm(args);
     return as_nchw(out, g);
   }
-  // Many rows: each task im2cols a tile of rows into its own buffer (kept in
-  // cache) and runs the GEMM on it, all panels. Few rows: one im2col, then the
-  // GEMM split over panels.
-  const int64_t tile = std::clamp<int64_t>((int64_t{192} << 10) / patch / 60 * 60, 60, kRowGrain);
+  // Few rows: one im2col, then the GEMM split over panels. Many rows: tiles
+  // of rows, each GEMM'd over all panels while its patches are in cache.
   if (rows < 2 * kRowGrain || rows < args.b.n) {
-    at::Tensor cols = at::empty({rows, patch}, x.options());
-    uint8_t* c = cols.mutable_data_ptr<uint8_t>();
-    at::parallel_for(0, rows, 16, [&](int64_t b, int64_t e) {
-      im2col_rows(in, c + b * patch, b, e, x_zero_point, g, stride, padding, dilation);
-    });
-    args.a = c;
+    const at::Tensor cols = im2col(nhwc, x_zero_point, g, taps);
+    args.a = cols.const_data_ptr<uint8_t>();
     run_gemm(args);
     return as_nchw(out, g);
   }
   const auto& kernels = k::gemm_int8_kernels();
   const size_t out_bytes = out_scale ? 1 : 4;
-  at::parallel_for(0, rows, tile, [&](int64_t begin, int64_t end) {
-    std::vector<uint8_t> buffer(size_t(tile * patch));
-    for (int64_t t = begin; t < end; t += tile) {
-      const int64_t n_rows = std::min(tile, end - t);
-      im2col_rows(in, buffer.data(), t, t + n_rows, x_zero_point, g, stride, padding, dilation);
-      k::GemmInt8Args part = args;
-      part.a = buffer.data();
-      part.m = n_rows;
-      part.out = static_cast<uint8_t*>(args.out) + size_t(t * args.ldc) * out_bytes;
-      kernels.gemm(part, 0, n_rows, 0, args.b.panels());
-    }
-  });
+  const int64_t tile = std::clamp<int64_t>((int64_t{192} << 10) / patch / 60 * 60, 60, kRowGrain);
+  for_each_patch_tile(nhwc.const_data_ptr<uint8_t>(), x_zero_point, g, taps, tile,
+                      [&](const uint8_t* patches, int64_t first_row, int64_t n_rows) {
+                        k::GemmInt8Args part = args;
+                        part.a = patches;
+                        part.m = n_rows;
+                        part.out = static_cast<uint8_t*>(args.out) + size_t(first_row * args.ldc) * out_bytes;
+                        kernels.gemm(part, 0, n_rows, 0, args.b.panels());
+                      });
   return as_nchw(out, g);
 }
 

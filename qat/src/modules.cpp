@@ -20,6 +20,18 @@ std::vector<int64_t> weight_stat_shape(const QuantSpec& spec, const torch::Tenso
 
 }  // namespace
 
+torch::Tensor group_rows(const torch::Tensor& w) {
+  return w.dim() == 2 ? w : w.movedim(1, -1).reshape({w.size(0), -1});
+}
+
+torch::Tensor ungroup_rows(const torch::Tensor& rows, c10::IntArrayRef sizes) {
+  if (sizes.size() == 2) return rows.reshape(sizes);
+  std::vector<int64_t> tap_major{sizes[0]};
+  tap_major.insert(tap_major.end(), sizes.begin() + 2, sizes.end());
+  tap_major.push_back(sizes[1]);
+  return rows.reshape(tap_major).movedim(-1, 1);
+}
+
 void QuantWeighted::setup(torch::nn::Module& self, const torch::Tensor& weight,
                           const LayerSpecs& specs) {
   relu = specs.relu;
@@ -45,8 +57,8 @@ torch::Tensor QuantWeighted::quantize_input(const torch::Tensor& x) {
 
 torch::Tensor QuantWeighted::quantize_weight(const torch::Tensor& w) {
   if (!weight_quantizer) return w;
-  if (weight_quantizer->spec().granularity == Granularity::kPerGroup && w.dim() != 2) {
-    return weight_quantizer->forward(w.reshape({w.size(0), -1})).reshape(w.sizes());
+  if (weight_quantizer->spec().granularity == Granularity::kPerGroup) {
+    return ungroup_rows(weight_quantizer->forward(group_rows(w)), w.sizes());
   }
   return weight_quantizer->forward(w);
 }

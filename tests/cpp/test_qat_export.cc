@@ -113,6 +113,27 @@ TEST(QatExport, DepthwiseConvRunsTheDepthwiseKernel) {
   EXPECT_LT(relative_error(qat->forward(x), expected), 1e-4);
 }
 
+// W4A8 convs: int4 weights in groups of 32 input channels per tap (the
+// first and last layers stay at 8 bits).
+TEST(QatExport, W4a8ConvsRunTheW4a8Kernel) {
+  using namespace torch::nn;
+  torch::manual_seed(0);
+  auto model = Sequential(Conv2d(Conv2dOptions(3, 32, 3).padding(1)), BatchNorm2d(32), ReLU(),
+                          Conv2d(Conv2dOptions(32, 64, 3).padding(1).stride(2)), BatchNorm2d(64), ReLU(),
+                          Conv2d(Conv2dOptions(64, 32, 1)), ReLU(), Flatten(), Linear(32 * 4 * 4, 10));
+  auto qat = torchqat::prepare_qat(model, QConfig::w4a8());
+  const auto x = torch::randn({32, 3, 8, 8});
+  train_briefly(*qat, [&](const torch::Tensor& in) { return qat->forward(in); }, x, torch::arange(32) % 10);
+  torchqat::freeze(*qat);
+  const auto expected = qat->forward(x).detach();
+  const auto report = torchqat::export_model(*qat);
+  const std::string w4a8 = "w4a8 conv (int4 weights x uint8 input, im2col + W4A8 kernel)";
+  EXPECT_EQ(kernels_of(report), (std::vector<std::string>{"int8 conv (im2col + GEMM)", w4a8, w4a8, "int8 GEMM"}));
+  const auto got = qat->forward(x);
+  EXPECT_LT(relative_error(got, expected), 1e-4);
+  EXPECT_TRUE(torch::equal(got.argmax(1), expected.argmax(1)));
+}
+
 // A custom module holds its layers by type: they are switched in place.
 struct TwoLayerNet : torch::nn::Module {
   TwoLayerNet(const QConfig& config) {

@@ -134,6 +134,25 @@ def test_int8_file_is_at_most_27_percent_of_the_float_state_dict(tmp_path):
     assert ratio <= 0.27, f"int8 file is {ratio:.3f} of the float32 state_dict"
 
 
+@pytest.mark.parametrize("group_size, bound", [(64, 0.16), (32, 0.165)])
+def test_w4a8_resnet18_file_size(tmp_path, group_size, bound):
+    """W4A8 convs store int4 weights two per byte and a float32 scale per
+    group: 12.5% + 3.1% (groups of 32) or 1.6% (64) of float32, plus the
+    8-bit stem and classifier and the TorchScript program."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10)
+    qat = torchqat.prepare_qat(model, torchqat.QConfig.w4a8(group_size=group_size))
+    torchqat.calibrate(qat, [torch.randn(4, 3, 32, 32)])
+    torch.save(model.state_dict(), tmp_path / "fp32.pt")
+    exported = torchqat.export(qat)
+    x = torch.randn(2, 3, 32, 32)
+    size = torchqat.save(exported, tmp_path / "w4a8.tqat", x)
+    ratio = size / os.path.getsize(tmp_path / "fp32.pt")
+    assert ratio <= bound, f"w4a8 (group {group_size}) file is {ratio:.3f} of the float32 state_dict"
+    with torch.no_grad():
+        assert torch.equal(torchqat.load(tmp_path / "w4a8.tqat")(x), exported(x))
+
+
 @pytest.mark.parametrize("group_size, bound", [(64, 0.16), (32, 0.18)])
 def test_w4a8_bert_file_size(tmp_path, group_size, bound):
     """W4A8 target: at most 16% of the float32 state_dict. Met with groups of

@@ -9,8 +9,8 @@ import torchvision
 from torch import nn
 
 import torchqat
-from torchqat.deploy.layers import (ClampUint8, FloatWeightLayer, Int4Embedding, Int4Linear, Int8Conv2d,
-                                    Int8DepthwiseConv2d, Int8Linear, MaxPoolUint8, QuantizedAdd)
+from torchqat.deploy.layers import (ClampUint8, FloatWeightLayer, Int4Conv2d, Int4Embedding, Int4Linear,
+                                    Int8Conv2d, Int8DepthwiseConv2d, Int8Linear, MaxPoolUint8, QuantizedAdd)
 
 
 def _trained_qat(model, qconfig, inputs, steps=3, lr=0.01):
@@ -165,13 +165,41 @@ def test_low_bit_presets_export_to_the_qat_numbers(preset):
         x = torch.randn(16, 3, 8, 8)
         ref, got = qat(x), exported(x)
     assert (got - ref).abs().max() <= 1e-3 * ref.abs().max()
-    if preset == "w4a8":  # per-group int4 Linear weights on uint8 inputs run the W4A8 kernel
-        fc1 = exported.get_submodule("fc1")
+    if preset == "w4a8":  # per-group int4 weights on uint8 inputs run the W4A8 kernels
+        fc1, conv2 = exported.get_submodule("fc1"), exported.get_submodule("conv2")
         assert isinstance(fc1, Int4Linear) and fc1.integer_input, kinds
+        assert isinstance(conv2, Int4Conv2d) and conv2.input_quantized, kinds  # uint8 from the INT8 stem
     if preset == "w4a4_lsq":  # 4-bit per-channel weights and activations are integers for the INT8 GEMM
         assert isinstance(exported.get_submodule("conv2"), Int8Conv2d), kinds
     if preset == "fp8":
         assert all(isinstance(exported.get_submodule(n), FloatWeightLayer) for n in ("conv1", "fc1")), kinds
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_resnet18_w4a8_convs_run_the_w4a8_kernel_and_equal_the_qat_layers(seed):
+    """Every conv but the 8-bit stem runs the W4A8 conv; fed the QAT layer's
+    input, each gives the QAT layer's output up to float rounding."""
+    torch.manual_seed(seed)
+    inputs = [torch.randn(8, 3, 32, 32) for _ in range(4)]
+    qat = _trained_qat(torchvision.models.resnet18(num_classes=10), torchqat.QConfig.w4a8(), inputs)
+    exported = torchqat.export(qat)
+    report = exported.torchqat_export_report
+    assert report.count("w4a8 conv") == 19 and report.count("int8 conv") == 1, report
+    names = [n for n, m in exported.named_modules() if isinstance(m, Int4Conv2d)]
+    # uint8 from the stem's max pool and the residual adds (each block's conv1,
+    # the downsamples); conv2 takes conv1's float output (no requantizing epilogue).
+    chained = sorted(n for n in names if exported.get_submodule(n).input_quantized)
+    assert len(chained) == 11 and all(n.endswith(("conv1", "downsample.0")) for n in chained), chained
+    x = torch.randn(16, 3, 32, 32)
+    qat_io, qat_out = _layer_io(qat, names, x)
+    for name in names:
+        layer, (x_in, y_ref) = exported.get_submodule(name), qat_io[name]
+        was_quantized, layer.input_quantized = layer.input_quantized, False
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x_in), y_ref, rtol=1e-4, atol=1e-5 * y_ref.abs().max().item())
+        layer.input_quantized = was_quantized
+    with torch.no_grad():
+        assert (exported(x).argmax(1) == qat_out.argmax(1)).float().mean() >= 0.9
 
 
 def test_linear_chain_hands_over_uint8():

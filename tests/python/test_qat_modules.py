@@ -40,16 +40,19 @@ def test_linear_weight_and_input_match_written_out_fake_quant():
     assert q.weight is lin.weight  # parameters are shared, not copied
 
 
-def test_per_group_conv_weight_is_grouped_over_flattened_rows():
+def test_per_group_conv_weight_is_grouped_along_input_channels_per_tap():
+    """Groups of a conv weight run along input channels within one kernel tap
+    (the channels-last im2col row the W4A8 conv multiplies); wider groups
+    take the next taps."""
     conv = nn.Conv2d(8, 4, 3)
-    spec = QuantSpec(bits=4, granularity="per_group", group_size=24, observer="current")
-    q = QuantConv2d.from_float(conv, spec, None, "conv")
-    assert q.weight_quantizer.stat_shape == (4, 3)
-    w = conv.weight.detach().reshape(4, 3, 24)
-    amax = w.abs().amax(-1, keepdim=True)
-    scale = amax / 7.5
-    ref = (torch.round(w * (1.0 / scale)).clamp(-8, 7) * scale).reshape(conv.weight.shape)
-    torch.testing.assert_close(q._quantize_weight(conv.weight)[0], ref)
+    taps = conv.weight.detach().permute(0, 2, 3, 1)  # (out, ky, kx, in)
+    for group, grouped in ((8, taps), (24, taps.reshape(4, 3, 24))):
+        spec = QuantSpec(bits=4, granularity="per_group", group_size=group, observer="current")
+        q = QuantConv2d.from_float(conv, spec, None, "conv")
+        assert q.weight_quantizer.stat_shape == (4, 72 // group)
+        scale = grouped.abs().amax(-1, keepdim=True) / 7.5
+        ref = (torch.round(grouped * (1.0 / scale)).clamp(-8, 7) * scale).reshape(4, 3, 3, 8).permute(0, 3, 1, 2)
+        torch.testing.assert_close(q._quantize_weight(conv.weight)[0], ref)
     with pytest.raises(ValueError, match="per-group size 32 does not divide its weight rows of 72"):
         QuantConv2d.from_float(conv, spec.replace(group_size=32), None, "conv")
 

@@ -2,7 +2,7 @@
 
 An integer producer (a conv, depthwise conv or linear on the INT8 kernels, or
 a residual add of integer operands) whose every consumer quantizes its output
-onto one uint8 grid (the next integer layer, a W4A8 linear, an operand of a
+onto one uint8 grid (the next integer layer, a W4A8 linear or conv, an operand of a
 residual add) hands over uint8 on that grid; the consumers skip their
 quantization. The integers are those the consumers would have computed from a
 float output (up to the float rounding of the accumulator's scaling).
@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..prepare import _is_relu
-from .layers import (ActQuant, ClampUint8, Int4Linear, Int8Conv2d, Int8DepthwiseConv2d, Int8Linear, MaxPoolUint8,
-                     QuantizedAdd)
+from .layers import (ActQuant, ClampUint8, Int4Conv2d, Int4Linear, Int8Conv2d, Int8DepthwiseConv2d, Int8Linear,
+                     MaxPoolUint8, QuantizedAdd)
 
 _INTEGER = (Int8Linear, Int8Conv2d, Int8DepthwiseConv2d)
 # (consumer node, grid, consumer module, operand slot)
@@ -44,7 +44,7 @@ def _consumer_grid(user: fx.Node, producer: fx.Node, modules: Dict[str, nn.Modul
     slots = [i for i, a in enumerate(user.args) if a is producer]
     if len(slots) != 1:
         return None
-    takes_uint8 = isinstance(mod, _INTEGER) or (isinstance(mod, Int4Linear) and mod.integer_input)
+    takes_uint8 = isinstance(mod, _INTEGER) or (isinstance(mod, (Int4Linear, Int4Conv2d)) and mod.integer_input)
     if takes_uint8 and slots[0] == 0 and len(user.args) == 1:
         return mod.in_act, mod, 0
     if isinstance(mod, QuantizedAdd):

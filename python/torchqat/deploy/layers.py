@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..nn.modules import group_rows
 
 @dataclass(frozen=True)
 class ActQuant:
@@ -189,6 +190,42 @@ class Int4Linear(_QuantizedInput, nn.Module):
         return f"{self.in_features} -> {self.out_features}, relu={self.relu}, kernel={kernel}"
 
 
+class Int4Conv2d(_QuantizedInput, nn.Module):
+    """Conv2d (groups 1) with int4 weights (two per byte, a float scale per
+    group of input channels within a kernel tap, as ``group_rows`` orders
+    them) on a uint8 input: the W4A8 kernel over channels-last im2col;
+    float output, channels-last."""
+
+    integer_input = True  # what the chaining pass asks of W4A8 layers
+
+    def __init__(self, weight_int4: torch.Tensor, group_scales: torch.Tensor, bias: Optional[torch.Tensor],
+                 act: ActQuant, relu: bool, stride: List[int], padding: List[int], dilation: List[int],
+                 name: str = ""):
+        super().__init__()
+        self.layer_name = name
+        self.out_channels, self.in_channels = weight_int4.shape[:2]
+        self.kernel_size = list(weight_int4.shape[2:])
+        self.stride, self.padding, self.dilation = list(stride), list(padding), list(dilation)
+        scales = group_scales.float().reshape(weight_int4.shape[0], -1).contiguous()
+        packed, weight_sums = torch.ops.torchqat.pack_linear_w4a8(group_rows(weight_int4).contiguous(), scales)
+        self.register_buffer("packed", packed)
+        self.register_buffer("scales", scales)
+        self.register_buffer("weight_sums", weight_sums)
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        self._set_input(act)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.torchqat.conv2d_w4a8(self._quantize(x), self.in_zero, self.in_act.scale, self.packed,
+                                           self.scales, self.weight_sums, self.bias, self.kernel_size, self.stride,
+                                           self.padding, self.dilation)
+        return F.relu(y) if self.relu else y
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels} -> {self.out_channels}, kernel={self.kernel_size}, stride={self.stride}, " \
+               f"relu={self.relu}, kernel=w4a8, in={'uint8' if self.input_quantized else 'float'}"
+
+
 class FakeQuantize(nn.Module):
     """An activation snapped to its frozen grid, in float (the exported
     model's fake quantization around float compute)."""
@@ -225,7 +262,7 @@ def dequantize(q: torch.Tensor, act: ActQuant) -> torch.Tensor:
 
 class FloatWeightLayer(nn.Module):
     """A layer whose weight spec has no integer kernel here (FP8, per-group
-    conv weights, grouped conv, Conv1d): the frozen fake-quantized weight and
+    weights on grouped convs or float inputs, grouped conv, Conv1d): the frozen fake-quantized weight and
     input grid in float, the QAT model's numbers exactly."""
 
     def __init__(self, op: str, weight: torch.Tensor, bias: Optional[torch.Tensor], input_grid: nn.Module,

@@ -11,10 +11,10 @@ from torch import nn
 
 from .._fake_quant import fake_quantize, fake_quantize_fp8
 from ..nn.conv_bn import _ConvBnMixin
-from ..nn.modules import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
+from ..nn.modules import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear, group_rows, ungroup_rows
 from ..nn.quantizer import Quantizer
-from .layers import (ActQuant, FakeQuantize, FakeQuantizeFp8, FloatWeightLayer, Int4Embedding, Int4Linear,
-                     Int8Conv2d, Int8DepthwiseConv2d, Int8Embedding, Int8Linear)
+from .layers import (ActQuant, FakeQuantize, FakeQuantizeFp8, FloatWeightLayer, Int4Conv2d, Int4Embedding,
+                     Int4Linear, Int8Conv2d, Int8DepthwiseConv2d, Int8Embedding, Int8Linear)
 
 INT4_BLOCK = 32  # the INT4 kernel's packing block (kernels/gemv_int4.h)
 
@@ -52,8 +52,12 @@ def frozen_input(q: Optional[Quantizer], layer: str) -> nn.Module:
 
 
 def _stat_view(q: Quantizer, w: torch.Tensor) -> torch.Tensor:
-    """``w`` as the quantizer sees it (per-group specs: ``(out, -1)``)."""
-    return w.reshape(w.shape[0], -1) if q.group_size is not None and w.dim() != 2 else w
+    """``w`` as the quantizer sees it (per-group specs: ``group_rows``)."""
+    return group_rows(w) if q.group_size is not None else w
+
+
+def _from_stat_view(q: Quantizer, view: torch.Tensor, shape) -> torch.Tensor:
+    return ungroup_rows(view, tuple(shape)) if q.group_size is not None else view.reshape(shape)
 
 
 def _settle_weight_qparams(q: Quantizer, w: torch.Tensor, layer: str) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -88,13 +92,14 @@ def quantize_weight(q: Quantizer, w: torch.Tensor, layer: str):
     grouped = view.reshape(view.shape[0], -1, q.group_size) if q.group_size is not None else view
     s = _broadcast(scale.float(), q, view)
     z = _broadcast(zero_point.float(), q, view)
-    ints = torch.clamp(torch.round(grouped * (1.0 / s)) + z, q.quant_min, q.quant_max)
-    dequantized = ((ints - z) * s).reshape(w.shape)
+    ints = torch.clamp(torch.round(grouped * (1.0 / s)) + z, q.quant_min, q.quant_max).reshape(view.shape)
+    dequantized = ((ints.reshape(grouped.shape) - z) * s).reshape(view.shape)
     reference = fake_quantize(view, scale, zero_point, q.quant_min, q.quant_max, q.axis, q.group_size)
-    if not torch.equal(dequantized, reference.reshape(w.shape)):
+    if not torch.equal(dequantized, reference):
         raise RuntimeError(f"torchqat.export: layer '{layer}': the integer weights do not reproduce the "
                            "fake-quantized ones (please report this)")
-    return ints.reshape(w.shape).to(torch.int8), scale, zero_point, reference.reshape(w.shape)
+    return (_from_stat_view(q, ints, w.shape).to(torch.int8), scale, zero_point,
+            _from_stat_view(q, reference, w.shape))
 
 
 def fake_quantized_weight(q: Quantizer, w: torch.Tensor, layer: str) -> torch.Tensor:
@@ -103,7 +108,8 @@ def fake_quantized_weight(q: Quantizer, w: torch.Tensor, layer: str) -> torch.Te
         return w
     if q.spec.fp8:
         scale, _ = _settle_weight_qparams(q, w, layer)
-        return fake_quantize_fp8(_stat_view(q, w), scale, q.spec.fp8, q.axis, q.group_size).reshape(w.shape)
+        return _from_stat_view(q, fake_quantize_fp8(_stat_view(q, w), scale, q.spec.fp8, q.axis, q.group_size),
+                               w.shape)
     return quantize_weight(q, w, layer)[3]
 
 
@@ -139,12 +145,23 @@ def _depthwise(layer: nn.Module) -> bool:
     return layer.groups == layer.in_channels == layer.out_channels
 
 
-def _int4_gemv_ok(layer: nn.Module) -> bool:
+def _int4_weights(layer: nn.Module) -> bool:
+    """Symmetric int4 weights in groups the INT4 kernels' packing takes."""
     wq = layer.weight_quantizer
     spec = wq.spec if wq is not None else None
-    return (isinstance(layer, QuantLinear) and spec is not None and wq.fake_quant_enabled and spec.fp8 is None
-            and spec.bits == 4 and spec.signed and spec.symmetric and spec.granularity == "per_group"
-            and spec.group_size % INT4_BLOCK == 0)
+    return (spec is not None and wq.fake_quant_enabled and spec.fp8 is None and spec.bits == 4 and spec.signed
+            and spec.symmetric and spec.granularity == "per_group" and spec.group_size % INT4_BLOCK == 0)
+
+
+def _int4_gemv_ok(layer: nn.Module) -> bool:
+    return isinstance(layer, QuantLinear) and _int4_weights(layer)
+
+
+def _w4a8_conv_ok(layer: nn.Module) -> bool:
+    """A Conv2d (groups 1) with int4 weights and an integer input grid."""
+    aq = layer.input_quantizer
+    return (isinstance(layer, QuantConv2d) and layer.groups == 1 and _int4_weights(layer) and aq is not None
+            and aq.fake_quant_enabled and _integer_spec(aq))
 
 
 def lower_weighted(layer: nn.Module, name: str) -> Tuple[nn.Module, str]:
@@ -169,6 +186,12 @@ def lower_weighted(layer: nn.Module, name: str) -> Tuple[nn.Module, str]:
         if layer.groups != 1:
             return Int8DepthwiseConv2d(ints, w_scale, bias, act, relu, *geometry, name), "int8 depthwise conv"
         return Int8Conv2d(ints, w_scale, bias, act, relu, *geometry, name), "int8 conv (im2col + GEMM)"
+    if _w4a8_conv_ok(layer):
+        check_ready(aq, name)
+        ints, scale, _, _ = quantize_weight(wq, weight, name)
+        geometry = (list(layer.stride), list(layer.padding), list(layer.dilation))
+        return (Int4Conv2d(ints, scale, bias, activation_grid(aq), relu, *geometry, name),
+                "w4a8 conv (int4 weights x uint8 input, im2col + W4A8 kernel)")
     input_grid = frozen_input(aq, name)
     if _int4_gemv_ok(layer):
         ints, scale, _, _ = quantize_weight(wq, weight, name)

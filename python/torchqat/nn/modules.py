@@ -22,9 +22,25 @@ from ..qconfig import QuantSpec
 from .quantizer import Quantizer, recompute_saved
 
 
+def group_rows(w: torch.Tensor) -> torch.Tensor:
+    """A weight as per-group quantizers see it: ``(out, -1)`` rows. A conv
+    weight ``(out, in, *kernel)`` is read with the input channel fastest
+    (``(out, *kernel, in)``), so that groups run along input channels within
+    one kernel tap (where a group is wider than the channels, over the next
+    taps), as the channels-last im2col row the integer kernels multiply."""
+    return w if w.dim() == 2 else w.movedim(1, -1).reshape(w.shape[0], -1)
+
+
+def ungroup_rows(rows: torch.Tensor, shape: Tuple[int, ...]) -> torch.Tensor:
+    """The inverse of ``group_rows`` for a weight of ``shape``."""
+    if len(shape) == 2:
+        return rows.reshape(shape)
+    return rows.reshape((shape[0],) + tuple(shape[2:]) + (shape[1],)).movedim(-1, 1)
+
+
 def weight_stat_shape(spec: QuantSpec, weight_shape: Tuple[int, ...], name: str) -> Tuple[int, ...]:
-    """Shape of a weight quantizer's statistics; the weight is seen as
-    ``(out, -1)`` for per-group specs."""
+    """Shape of a weight quantizer's statistics; per-group specs see the
+    weight as ``group_rows`` gives it."""
     if spec.granularity == "per_tensor":
         return (1,)
     if spec.granularity == "per_channel":
@@ -78,12 +94,15 @@ class _QuantWeighted:
         q = self.weight_quantizer
         if q is None:
             return w, None
-        grouped = q.group_size is not None and w.dim() != 2
         shape = w.shape
-        wq = q(w.reshape(shape[0], -1)).reshape(shape) if grouped else q(w)
+        if q.group_size is None:
+            to_rows, from_rows = (lambda t: t), (lambda t: t)
+        else:
+            to_rows, from_rows = group_rows, (lambda t: ungroup_rows(t, shape))
+        wq = from_rows(q(to_rows(w)))
         source = source or (lambda w=w.detach(): w)
-        replay = q.replay(lambda: source().reshape(shape[0], -1) if grouped else source())
-        return wq, None if replay is None else (lambda: replay().reshape(shape))
+        replay = q.replay(lambda: to_rows(source()))
+        return wq, None if replay is None else (lambda: from_rows(replay()))
 
     def _activate(self, y: torch.Tensor) -> torch.Tensor:
         return F.relu(y) if self.relu else y

@@ -27,6 +27,13 @@ struct LayerSpecs {
   std::string name;
 };
 
+// A weight as per-group quantizers see it: [out, -1] rows, a conv weight
+// [out, in, kh, kw] read with the input channel fastest ([out, kh, kw, in]),
+// so that groups run along input channels within a kernel tap, as in the
+// channels-last im2col row of the integer kernels. ungroup_rows inverts it.
+torch::Tensor group_rows(const torch::Tensor& w);
+torch::Tensor ungroup_rows(const torch::Tensor& rows, c10::IntArrayRef sizes);
+
 // The input and weight quantizers of a layer with a weight.
 class QuantWeighted {
  public:
