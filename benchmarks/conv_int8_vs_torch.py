@@ -1,5 +1,6 @@
 """INT8 Conv2d (torchqat.conv2d_int8, and depthwise_conv2d_int8 for the
-depthwise rows) against float32 F.conv2d and PyTorch's quantized conv
+depthwise rows) and W4A8 Conv2d (torchqat.conv2d_w4a8: int4 weights, a
+scale per 32 input channels) against float32 F.conv2d and PyTorch's quantized conv
 (torch.ops.quantized.conv2d, x86 engine), side by side in one run, on the
 convolutions of ResNet-18 at 224x224 (every distinct layer shape) and the
 depthwise convolutions of MobileNetV2.
@@ -8,7 +9,8 @@ depthwise convolutions of MobileNetV2.
 
 Every input is channels-last (the layout all three run fastest on and the
 exported model keeps); float32 gets the same. torchqat maps uint8 -> uint8
-(requantized, bias fused), as PyTorch's quantized conv does. GOPS counts
+(requantized, bias fused), as PyTorch's quantized conv does; the W4A8 conv
+maps uint8 -> float32 (what the exported model runs). GOPS counts
 2 * N * OH * OW * O * (C / groups) * KH * KW operations. Writes
 results/bench_conv_int8.json and prints a markdown table.
 """
@@ -62,6 +64,13 @@ def cases(batch: int, c: int, o: int, k: int, stride: int, padding: int, size: i
         packed, sums = torch.ops.torchqat.pack_linear_int8(wq.permute(0, 2, 3, 1).flatten(1))
         out["torchqat int8"] = lambda: torch.ops.torchqat.conv2d_int8(
             x_u8, x_zero, packed, sums, multiplier, bias, [k, k], *geometry, 0.05, 0)
+        if (c * k * k) % 32 == 0:
+            rows = wf.permute(0, 2, 3, 1).reshape(o, -1, 32)  # groups of 32 input channels within a tap
+            scales = (rows.abs().amax(-1) / 7).clamp_min(1e-8)
+            q4 = torch.round(rows / scales[..., None]).clamp(-8, 7).to(torch.int8).reshape(o, -1)
+            packed4, sums4 = torch.ops.torchqat.pack_linear_w4a8(q4, scales.contiguous())
+            out["torchqat w4a8"] = lambda: torch.ops.torchqat.conv2d_w4a8(
+                x_u8, x_zero, x_scale, packed4, scales.contiguous(), sums4, bias, [k, k], *geometry)
     else:
         packed, sums = torch.ops.torchqat.pack_depthwise_int8(wq)
         out["torchqat int8"] = lambda: torch.ops.torchqat.depthwise_conv2d_int8(

@@ -2,9 +2,12 @@
 // activations with vpmaddubsw (exact: pair sums <= 2 * 255 * 15), an int16 add
 // of the low- and high-nibble products, vpmaddwd to int32 lanes, and the
 // offset's 8 * sum(x) taken back per group. Four output rows share each
-// activation load.
+// activation load. From kW4A8PanelRows rows: unpacked panels (w4a8_panels.h)
+// and vpmaddubsw outer products of each row's broadcast quad with 8 columns'
+// int8 weights (pair sums <= 2 * 255 * 8; eight quads' sums still fit int16).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <vector>
@@ -12,6 +15,7 @@
 #include "avx2_ops.h"
 #include "gemm_variants.h"
 #include "torchqat/kernels/gemm_w4a8.h"
+#include "w4a8_panels.h"
 
 namespace torchqat::kernels {
 namespace {
@@ -135,7 +139,72 @@ void columns(const GemmW4A8Args& a, const std::vector<PreparedRow>& rows, int64_
   }
 }
 
+// Quads summed in int16 before widening: 8 * 2 * 255 * 8 = 32640 < 2^15.
+constexpr int64_t kQuadsInInt16 = 8;
+
+// Rows m0 .. m0 + kRows - 1 of columns half * 8 .. half * 8 + 7 of one
+// panel: per group, int32 sums of the uint8 x int8 products, then scaled by
+// the group's scales into float accumulators.
+template <int kRows>
+void panel_rows(const GemmW4A8Args& a, const W4A8Panel& p, int64_t m0, int64_t n0, int half) {
+  const int64_t quads_per_group = a.group_size / 4, groups = a.k / a.group_size;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[kRows];
+  for (int r = 0; r < kRows; ++r) acc[r] = _mm256_setzero_ps();
+  const uint8_t* x = a.x + m0 * a.k;
+  const int32_t* quads = p.quads.data() + half * 8;
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i sums[kRows];
+    for (int r = 0; r < kRows; ++r) sums[r] = _mm256_setzero_si256();
+    for (int64_t j0 = g * quads_per_group; j0 < (g + 1) * quads_per_group; j0 += kQuadsInInt16) {
+      __m256i pairs[kRows];
+      for (int r = 0; r < kRows; ++r) pairs[r] = _mm256_setzero_si256();
+      for (int64_t j = j0; j < j0 + kQuadsInInt16; ++j) {  // group sizes are multiples of 32: whole runs of 8
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quads + j * kW4A8Panel));
+        for (int r = 0; r < kRows; ++r) {
+          const __m256i xq = _mm256_set1_epi32(quad_at(x + r * a.k, 4 * j));
+          pairs[r] = _mm256_add_epi16(pairs[r], _mm256_maddubs_epi16(xq, w));
+        }
+      }
+      for (int r = 0; r < kRows; ++r) sums[r] = _mm256_add_epi32(sums[r], _mm256_madd_epi16(pairs[r], ones));
+    }
+    const __m256 scale = _mm256_loadu_ps(p.scales.data() + g * kW4A8Panel + half * 8);
+    for (int r = 0; r < kRows; ++r) acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[r]), scale, acc[r]);
+  }
+  const int cols = std::min(8, p.cols - half * 8);
+  const int64_t n = n0 + half * 8;
+  alignas(32) float zero_sums[8] = {}, bias[8] = {}, y[8];
+  for (int c = 0; c < cols; ++c) {
+    zero_sums[c] = a.x_zero != 0 ? float(a.x_zero) * a.weight_sums[n + c] : 0.0f;
+    bias[c] = a.bias ? a.bias[n + c] : 0.0f;
+  }
+  const __m256 zs = _mm256_load_ps(zero_sums), b = _mm256_load_ps(bias), x_scale = _mm256_set1_ps(a.x_scale);
+  for (int r = 0; r < kRows; ++r) {
+    float* out = a.y + (m0 + r) * a.n + n;
+    const __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(acc[r], zs), x_scale), b);
+    if (cols == 8) {
+      _mm256_storeu_ps(out, v);
+    } else {
+      _mm256_store_ps(y, v);
+      std::memcpy(out, y, sizeof(float) * size_t(cols));
+    }
+  }
+}
+
+void gemm_panels(const GemmW4A8Args& a, int64_t n_begin, int64_t n_end) {
+  W4A8Panel p;
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += kW4A8Panel) {
+    p.unpack(a, n0, int(std::min<int64_t>(kW4A8Panel, n_end - n0)));
+    for (int half = 0; half * 8 < p.cols; ++half) {
+      int64_t m = 0;
+      for (; m + 4 <= a.m; m += 4) panel_rows<4>(a, p, m, n0, half);
+      for (; m < a.m; ++m) panel_rows<1>(a, p, m, n0, half);
+    }
+  }
+}
+
 void gemm_avx2(const GemmW4A8Args& a, int64_t n_begin, int64_t n_end) {
+  if (a.m >= kW4A8PanelRows) return gemm_panels(a, n_begin, n_end);
   std::vector<PreparedRow> rows(size_t(a.m));
   for (int64_t m = 0; m < a.m; ++m) rows[size_t(m)].prepare(a.x + m * a.k, a.k);
   if (a.group_size % kPairK == 0) {

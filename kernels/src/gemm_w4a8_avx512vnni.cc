@@ -4,7 +4,8 @@
 // an int16 add and vpmaddwd. Lanes 4b .. 4b + 3 hold block b's partial sums;
 // each lane is scaled by its block's group scale before the float sum. Group
 // sizes 32, 64 and multiples of 128 (a fixed lane -> group pattern); others
-// run the AVX2 kernel.
+// run the AVX2 kernel. From kW4A8PanelRows rows: unpacked panels
+// (w4a8_panels.h) and vpdpbusd outer products, eight rows by 16 columns.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 
 #include "gemm_variants.h"
 #include "torchqat/kernels/gemm_w4a8.h"
+#include "w4a8_panels.h"
 
 namespace torchqat::kernels {
 namespace {
@@ -116,7 +118,52 @@ void columns_vnni(const GemmW4A8Args& a, const LaneGroups& lg, const PreparedRow
   }
 }
 
+// Rows m0 .. m0 + kRows - 1 of one panel: per group, int32 sums of the
+// uint8 x int8 products (each row's quad broadcast against the 16 columns'),
+// then scaled by the group's 16 scales into float accumulators.
+template <int kRows>
+void panel_rows(const GemmW4A8Args& a, const W4A8Panel& p, int64_t m0, int64_t n0) {
+  const int64_t quads_per_group = a.group_size / 4, groups = a.k / a.group_size;
+  __m512 acc[kRows];
+  for (int r = 0; r < kRows; ++r) acc[r] = _mm512_setzero_ps();
+  const uint8_t* x = a.x + m0 * a.k;
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i sums[kRows];
+    for (int r = 0; r < kRows; ++r) sums[r] = _mm512_setzero_si512();
+    for (int64_t j = g * quads_per_group; j < (g + 1) * quads_per_group; ++j) {
+      const __m512i w = _mm512_loadu_si512(p.quads.data() + j * kW4A8Panel);
+      for (int r = 0; r < kRows; ++r) {
+        sums[r] = _mm512_dpbusd_epi32(sums[r], _mm512_set1_epi32(quad_at(x + r * a.k, 4 * j)), w);
+      }
+    }
+    const __m512 scale = _mm512_loadu_ps(p.scales.data() + g * kW4A8Panel);
+    for (int r = 0; r < kRows; ++r) acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r]), scale, acc[r]);
+  }
+  const __mmask16 cols = __mmask16((1u << p.cols) - 1);
+  const __m512 zero_sums = a.x_zero != 0 ? _mm512_mul_ps(_mm512_set1_ps(float(a.x_zero)),
+                                                         _mm512_maskz_loadu_ps(cols, a.weight_sums + n0))
+                                         : _mm512_setzero_ps();
+  const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(cols, a.bias + n0) : _mm512_setzero_ps();
+  const __m512 x_scale = _mm512_set1_ps(a.x_scale);
+  for (int r = 0; r < kRows; ++r) {
+    const __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(acc[r], zero_sums), x_scale), bias);
+    _mm512_mask_storeu_ps(a.y + (m0 + r) * a.n + n0, cols, y);
+  }
+}
+
+void gemm_panels(const GemmW4A8Args& a, int64_t n_begin, int64_t n_end) {
+  W4A8Panel p;
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += kW4A8Panel) {
+    p.unpack(a, n0, int(std::min<int64_t>(kW4A8Panel, n_end - n0)));
+    int64_t m = 0;
+    for (; m + 8 <= a.m; m += 8) panel_rows<8>(a, p, m, n0);
+    for (; m + 2 <= a.m; m += 2) panel_rows<2>(a, p, m, n0);
+    for (; m < a.m; ++m) panel_rows<1>(a, p, m, n0);
+  }
+}
+
 void gemm_vnni(const GemmW4A8Args& a, int64_t n_begin, int64_t n_end) {
+  if (a.m >= kW4A8PanelRows) return gemm_panels(a, n_begin, n_end);
   const LaneGroups lg(a.group_size);
   if (!lg.supported) return avx2_gemm_w4a8_kernels().gemm(a, n_begin, n_end);
   std::vector<PreparedRow> rows(size_t(a.m));

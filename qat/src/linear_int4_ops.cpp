@@ -227,7 +227,7 @@ at::Tensor conv2d_w4a8_cpu(const at::Tensor& x, int64_t x_zero_point, double x_s
     part.y = args.y + first_row * args.n;
     kernels.gemm(part, 0, args.n);
   };
-  const int64_t tile = std::clamp<int64_t>((int64_t{192} << 10) / patch, 16, kConvRowGrain);
+  const int64_t tile = std::clamp<int64_t>((int64_t{1} << 20) / patch, 16, 2 * kConvRowGrain);
   const uint8_t* in = nhwc.const_data_ptr<uint8_t>();
   if (pointwise) {
     at::parallel_for(0, rows, tile, [&](int64_t begin, int64_t end) {

@@ -1,6 +1,7 @@
 // W4A8 Linear kernels against the scalar reference: bit-exact where every
 // partial sum is representable (power-of-two scales), to float rounding with
-// arbitrary scales; odd shapes, every group size, zero points and extremes.
+// arbitrary scales; odd shapes (rows on both sides of the panel path's
+// threshold), every group size, zero points and extremes.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -97,7 +98,7 @@ TEST_P(W4A8Variant, MatchesTheReferenceExactlyOnRepresentableSums) {
   }
   std::mt19937 gen(0);
   int cases = 0;
-  for (int64_t m : {1, 2, 3, 7}) {
+  for (int64_t m : {1, 2, 3, 7, 8, 11, 17}) {  // from 8 rows: the unpacked-panel path
     for (int64_t n : {1, 3, 4, 5, 17, 33}) {
       for (int64_t kk : {32, 64, 96, 160, 256, 416}) {
         for (int64_t group : {32, 64, 96, 128, 160}) {
@@ -128,7 +129,7 @@ TEST_P(W4A8Variant, MatchesTheReferenceToFloatRounding) {
   std::mt19937 gen(1);
   for (int64_t kk : {64, 1024, 4096}) {
     for (int64_t group : {32, 64}) {
-      const Problem p = make_problem(2, 9, kk, group, gen, 0, false);
+      const Problem p = make_problem(kk == 1024 ? 19 : 2, 9, kk, group, gen, 0, false);
       const auto ref = run(&k::gemm_w4a8_reference, p, 131, true);
       const auto got = run(GetParam().gemm, p, 131, true);
       // Both sum the same exact group integers; only the float sums over

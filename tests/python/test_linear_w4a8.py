@@ -31,7 +31,8 @@ def w4a8(x, x_zero, x_scale, q, scales, bias=None):
 
 @pytest.mark.parametrize("group", [32, 64, 128])
 def test_matches_float64_reference(isa, group):
-    for m, n, k, x_zero in [(1, 1, 128, 0), (1, 7, 256, 128), (3, 33, 384, 255), (2, 64, 512, 17), (5, 257, 128, 3)]:
+    for m, n, k, x_zero in [(1, 1, 128, 0), (1, 7, 256, 128), (3, 33, 384, 255), (2, 64, 512, 17), (5, 257, 128, 3),
+                            (8, 17, 256, 9), (37, 70, 384, 200)]:  # from 8 rows: unpacked panels
         x, q, scales, bias = problem(m, n, k, group, seed=n + k)
         for b in (None, bias):
             got = w4a8(x, x_zero, 0.02, q, scales, b)
