@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "torchqat/kernels/gemm_w4a8.h"
@@ -26,30 +27,53 @@ constexpr int64_t kW4A8PanelRows = 8;
 
 struct W4A8Panel {
   std::vector<int32_t> quads;  // [k / 4][16]: column c's weights k 4j .. 4j + 3 as int8 in quads[j * 16 + c]
-  std::vector<float> scales;   // [groups][16]; zero past the last column
+  std::vector<float> scales;   // [groups][16]; zero past the last column (whose weights are zero)
   int cols = 0;
 
   // Columns n0 .. n0 + cols - 1 (cols <= 16) of the packed weights.
   void unpack(const GemmW4A8Args& a, int64_t n0, int n_cols) {
     cols = n_cols;
     const int64_t quads_per_row = a.k / 4, blocks = a.k / kInt4Block, groups = a.k / a.group_size;
-    quads.assign(size_t(quads_per_row * kW4A8Panel), 0);
+    quads.resize(size_t(quads_per_row * kW4A8Panel));
     scales.assign(size_t(groups * kW4A8Panel), 0.0f);
-    const __m128i low = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8), flip = _mm_set1_epi8(int8_t(0x88));
-    for (int c = 0; c < cols; ++c) {
-      const uint8_t* src = a.q + (n0 + c) * (a.k / 2);
-      for (int64_t b = 0; b < blocks; ++b) {
-        // Byte j of a block holds k = j (low nibble) and k = j + 16 (high):
-        // nibble ^ 8 - 8 sign-extends the two's complement nibble.
-        const __m128i bytes = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + b * 16)), flip);
-        alignas(16) int32_t k_order[8];  // quads 8b .. 8b + 7
-        _mm_store_si128(reinterpret_cast<__m128i*>(k_order), _mm_sub_epi8(_mm_and_si128(bytes, low), eight));
-        _mm_store_si128(reinterpret_cast<__m128i*>(k_order + 4),
-                        _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), low), eight));
-        for (int j = 0; j < 8; ++j) quads[size_t((8 * b + j) * kW4A8Panel + c)] = k_order[j];
+    const uint8_t* src[kW4A8Panel];
+    for (int c = 0; c < kW4A8Panel; ++c) src[c] = c < cols ? a.q + (n0 + c) * (a.k / 2) : nullptr;
+    for (int64_t b = 0; b < blocks; ++b) {
+      // Four columns at a time: each block's 32 k as eight quads in two
+      // vectors, then 4x4 transposes put each quad's four columns side by side.
+      for (int c0 = 0; c0 < kW4A8Panel; c0 += 4) {
+        __m128 lo[4], hi[4];
+        for (int i = 0; i < 4; ++i) {
+          const __m128i bytes =
+              src[c0 + i] ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[c0 + i] + b * 16)) : _mm_set1_epi8(0);
+          const auto [l, h] = unpack_block(bytes);
+          lo[i] = _mm_castsi128_ps(l);
+          hi[i] = _mm_castsi128_ps(h);
+        }
+        _MM_TRANSPOSE4_PS(lo[0], lo[1], lo[2], lo[3]);
+        _MM_TRANSPOSE4_PS(hi[0], hi[1], hi[2], hi[3]);
+        int32_t* dst = quads.data() + (8 * b) * kW4A8Panel + c0;
+        for (int j = 0; j < 4; ++j) {
+          _mm_storeu_ps(reinterpret_cast<float*>(dst + j * kW4A8Panel), lo[j]);
+          _mm_storeu_ps(reinterpret_cast<float*>(dst + (4 + j) * kW4A8Panel), hi[j]);
+        }
       }
+    }
+    for (int c = 0; c < cols; ++c) {
       for (int64_t g = 0; g < groups; ++g) scales[size_t(g * kW4A8Panel + c)] = a.scales[(n0 + c) * groups + g];
     }
+  }
+
+ private:
+  // A block's 16 bytes (byte j: k = j in the low nibble, k = j + 16 in the
+  // high one) as 32 int8 in k order, in two vectors; nibble ^ 8 - 8
+  // sign-extends the two's complement nibble (a zero byte, what columns past
+  // the panel's last get, gives zeros).
+  static std::pair<__m128i, __m128i> unpack_block(__m128i bytes) {
+    const __m128i low = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
+    bytes = _mm_xor_si128(bytes, _mm_set1_epi8(int8_t(0x88)));
+    return {_mm_sub_epi8(_mm_and_si128(bytes, low), eight),
+            _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), low), eight)};
   }
 };
 
