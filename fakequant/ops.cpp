@@ -217,12 +217,15 @@ at::Tensor linear_w4a8(const at::Tensor& x, int64_t x_zero_point, double x_scale
 at::Tensor conv2d_w4a8(const at::Tensor& x, int64_t x_zero_point, double x_scale, const at::Tensor& packed,
                        const at::Tensor& scales, const at::Tensor& weight_sums,
                        const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel_size,
-                       c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+                       c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                       std::optional<double> out_scale, std::optional<int64_t> out_zero_point, bool relu) {
   static const auto op =
       handle<at::Tensor(const at::Tensor&, int64_t, double, const at::Tensor&, const at::Tensor&,
                         const at::Tensor&, const std::optional<at::Tensor>&, c10::IntArrayRef, c10::IntArrayRef,
-                        c10::IntArrayRef, c10::IntArrayRef)>("torchqat::conv2d_w4a8");
-  return op.call(x, x_zero_point, x_scale, packed, scales, weight_sums, bias, kernel_size, stride, padding, dilation);
+                        c10::IntArrayRef, c10::IntArrayRef, std::optional<double>, std::optional<int64_t>, bool)>(
+          "torchqat::conv2d_w4a8");
+  return op.call(x, x_zero_point, x_scale, packed, scales, weight_sums, bias, kernel_size, stride, padding, dilation,
+                 out_scale, out_zero_point, relu);
 }
 
 }  // namespace torchqat::ops

@@ -101,6 +101,7 @@ at::Tensor linear_w4a8(const at::Tensor& x, int64_t x_zero_point, double x_scale
 at::Tensor conv2d_w4a8(const at::Tensor& x, int64_t x_zero_point, double x_scale, const at::Tensor& packed,
                        const at::Tensor& scales, const at::Tensor& weight_sums,
                        const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel_size,
-                       c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation);
+                       c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                       std::optional<double> out_scale, std::optional<int64_t> out_zero_point, bool relu);
 
 }  // namespace torchqat::ops

@@ -140,9 +140,11 @@ TORCH_LIBRARY(torchqat, m) {
   // W4A8 Conv2d: weights packed by pack_linear_w4a8 from their channels-last
   // rows (weight.permute(0, 2, 3, 1).flatten(1): groups run along input
   // channels within a tap), im2col of the channels-last input (padding with
-  // x_zero_point) + the W4A8 kernel; float output, channels-last.
+  // x_zero_point) + the W4A8 kernel, optional ReLU; float output, or uint8
+  // quantized onto (out_scale, out_zero_point); channels-last.
   m.def(
       "conv2d_w4a8(Tensor x, int x_zero_point, float x_scale, Tensor packed, Tensor scales, Tensor weight_sums, "
-      "Tensor? bias, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation) -> Tensor",
+      "Tensor? bias, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
+      "float? out_scale=None, int? out_zero_point=None, bool relu=False) -> Tensor",
       tags);
 }

@@ -180,9 +180,8 @@ class Int4Conv2d final : public LoweredLayer {
   }
 
   torch::Tensor forward(const torch::Tensor& x) const override {
-    const auto y = ops::conv2d_w4a8(in_.quantize(x), in_.zero, in_.scale_value, packed_, scales_, weight_sums_,
-                                    optional(bias_), kernel_, stride_, padding_, dilation_);
-    return relu_ ? torch::relu(y) : y;
+    return ops::conv2d_w4a8(in_.quantize(x), in_.zero, in_.scale_value, packed_, scales_, weight_sums_,
+                            optional(bias_), kernel_, stride_, padding_, dilation_, std::nullopt, std::nullopt, relu_);
   }
 
  private:

@@ -9,6 +9,17 @@ namespace torchqat {
 
 namespace k = kernels;
 
+void check_output_grid(const char* op, std::optional<double> out_scale, std::optional<int64_t> out_zero_point) {
+  TORCH_CHECK(out_scale.has_value() == out_zero_point.has_value(), op,
+              ": give out_scale and out_zero_point together (uint8 output) or neither (float output)");
+  if (out_scale) {
+    TORCH_CHECK(std::isfinite(*out_scale) && *out_scale > 0, op, ": out_scale must be finite and > 0, got ",
+                *out_scale);
+    TORCH_CHECK(*out_zero_point >= 0 && *out_zero_point <= 255, op,
+                ": out_zero_point must be in [0, 255], got ", *out_zero_point);
+  }
+}
+
 k::GemmInt8Args checked_epilogue(const char* op, int64_t n, int64_t x_zero_point, const at::Tensor& multiplier,
                                  const std::optional<at::Tensor>& bias, std::optional<double> out_scale,
                                  std::optional<int64_t> out_zero_point, bool relu) {
@@ -22,14 +33,7 @@ k::GemmInt8Args checked_epilogue(const char* op, int64_t n, int64_t x_zero_point
                 ": bias must be a contiguous float32 tensor of ", n, " values, got ", bias->scalar_type(),
                 " ", bias->sizes());
   }
-  TORCH_CHECK(out_scale.has_value() == out_zero_point.has_value(), op,
-              ": give out_scale and out_zero_point together (uint8 output) or neither (float output)");
-  if (out_scale) {
-    TORCH_CHECK(std::isfinite(*out_scale) && *out_scale > 0, op, ": out_scale must be finite and > 0, got ",
-                *out_scale);
-    TORCH_CHECK(*out_zero_point >= 0 && *out_zero_point <= 255, op,
-                ": out_zero_point must be in [0, 255], got ", *out_zero_point);
-  }
+  check_output_grid(op, out_scale, out_zero_point);
   k::GemmInt8Args args;
   args.a_zero = int32_t(x_zero_point);
   args.b.n = n;

@@ -1,5 +1,6 @@
-// What the INT8 GEMM-based ops (linear_int8, conv2d_int8) and the depthwise
-// conv share: the checked epilogue arguments and the conv geometry.
+// What the INT8 GEMM-based ops (linear_int8, conv2d_int8), the depthwise
+// conv and the W4A8 conv share: the checked epilogue arguments, the output
+// grid and the conv geometry.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -9,6 +10,10 @@
 #include "torchqat/kernels/gemm_int8.h"
 
 namespace torchqat {
+
+// Checks a uint8 output grid: out_scale and out_zero_point both given (finite
+// scale > 0, zero point in [0, 255]) or neither (float output).
+void check_output_grid(const char* op, std::optional<double> out_scale, std::optional<int64_t> out_zero_point);
 
 // Checks x_zero_point, multiplier and bias (n values), out_scale/out_zero_point;
 // returns the GEMM arguments with the epilogue set (b.n = n, ldc = n; the

@@ -9,12 +9,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <tuple>
+#include <vector>
 
 #include "im2col.h"
 #include "packed_header.h"
 #include "torchqat/kernels/gemm_w4a8.h"
 #include "torchqat/kernels/gemv_int4.h"
+#include "torchqat/kernels/quantize.h"
 
 namespace torchqat {
 namespace {
@@ -189,10 +192,29 @@ at::Tensor linear_w4a8_meta(const at::Tensor& x, int64_t, double, const at::Tens
 
 constexpr int64_t kConvRowGrain = 240;  // patch rows per task when tasks split rows
 
+// What the W4A8 conv does with the kernel's float rows: the fused ReLU, and
+// with an output grid, quantization to uint8 (quantize.h: the rounding of
+// the next layer's input quantizer; ReLU is a clamp at the zero point there,
+// quantization being monotone with q(0) = zero point).
+struct ConvOutput {
+  bool relu = false;
+  std::optional<k::QuantizeU8Args> grid;
+
+  // Rows of `values` floats: in place (float output) or into `q`.
+  void finish(float* y, int64_t values, uint8_t* q) const {
+    if (grid) {
+      k::quantize_kernels().quantize_u8(y, *grid, q, 0, values);
+    } else if (relu) {
+      for (int64_t i = 0; i < values; ++i) y[i] = std::max(y[i], 0.0f);  // vectorized by the compiler
+    }
+  }
+};
+
 at::Tensor conv2d_w4a8_cpu(const at::Tensor& x, int64_t x_zero_point, double x_scale, const at::Tensor& packed,
                            const at::Tensor& scales, const at::Tensor& weight_sums,
                            const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel, c10::IntArrayRef stride,
-                           c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+                           c10::IntArrayRef padding, c10::IntArrayRef dilation, std::optional<double> out_scale,
+                           std::optional<int64_t> out_zero_point, bool relu) {
   constexpr const char* op = "conv2d_w4a8";
   TORCH_CHECK(x.scalar_type() == at::kByte && x.is_cpu(), op, ": x must be a uint8 CPU tensor, got ",
               x.scalar_type(), " on ", x.device());
@@ -205,29 +227,48 @@ at::Tensor conv2d_w4a8_cpu(const at::Tensor& x, int64_t x_zero_point, double x_s
   }
   const Int4Weights w = checked_int4_weights(op, patch, packed, scales);
   k::GemmW4A8Args args = w4a8_args(op, x_zero_point, x_scale, w, weight_sums, bias);
+  check_output_grid(op, out_scale, out_zero_point);
+  ConvOutput finish{relu, std::nullopt};
+  if (out_scale) {
+    const float zero = float(*out_zero_point);
+    finish.grid = k::QuantizeU8Args{float(*out_scale), zero, relu ? zero : 0.0f, 255.0f};
+  }
   const at::Tensor nhwc = x.contiguous(at::MemoryFormat::ChannelsLast);  // no copy for a channels-last input
-  at::Tensor out = conv_output_rows(x, g, w.n, /*requantize=*/false);
+  at::Tensor out = conv_output_rows(x, g, w.n, out_scale.has_value());
+  uint8_t* out_q = out_scale ? out.mutable_data_ptr<uint8_t>() : nullptr;
   args.m = rows;
-  args.y = out.mutable_data_ptr<float>();
   const ConvTaps taps{stride, padding, dilation};
   const bool pointwise = is_pointwise(g, taps);  // the NHWC input is already the patch matrix
   if (rows < 2 * kConvRowGrain) {  // few rows: all of them, the columns split over threads
     const at::Tensor cols = pointwise ? nhwc : im2col(nhwc, x_zero_point, g, taps);
+    const at::Tensor y = out_scale ? at::empty({rows, w.n}, x.options().dtype(at::kFloat)) : out;
     args.x = cols.const_data_ptr<uint8_t>();
+    args.y = y.mutable_data_ptr<float>();
     run_w4a8(args);
+    at::parallel_for(0, rows, 64, [&](int64_t b, int64_t e) {
+      finish.finish(args.y + b * w.n, (e - b) * w.n, out_q ? out_q + b * w.n : nullptr);
+    });
     return as_nchw(out, g);
   }
   // Many rows: tiles of patch rows (small enough to stay in cache), each
-  // through all output columns.
+  // through all output columns, finished while in cache.
   const auto& kernels = k::gemm_w4a8_kernels();
+  const int64_t tile = std::clamp<int64_t>((int64_t{1} << 20) / patch, 16, 2 * kConvRowGrain);
+  float* out_f = out_scale ? nullptr : out.mutable_data_ptr<float>();
   const auto gemm_tile = [&](const uint8_t* patches, int64_t first_row, int64_t n_rows) {
+    thread_local std::vector<float> staging;  // the float rows of a uint8 output
     k::GemmW4A8Args part = args;
     part.x = patches;
     part.m = n_rows;
-    part.y = args.y + first_row * args.n;
+    if (out_f) {
+      part.y = out_f + first_row * w.n;
+    } else {
+      staging.resize(size_t(tile * w.n));
+      part.y = staging.data();
+    }
     kernels.gemm(part, 0, args.n);
+    finish.finish(part.y, n_rows * w.n, out_q ? out_q + first_row * w.n : nullptr);
   };
-  const int64_t tile = std::clamp<int64_t>((int64_t{1} << 20) / patch, 16, 2 * kConvRowGrain);
   const uint8_t* in = nhwc.const_data_ptr<uint8_t>();
   if (pointwise) {
     at::parallel_for(0, rows, tile, [&](int64_t begin, int64_t end) {
@@ -241,9 +282,10 @@ at::Tensor conv2d_w4a8_cpu(const at::Tensor& x, int64_t x_zero_point, double x_s
 
 at::Tensor conv2d_w4a8_meta(const at::Tensor& x, int64_t, double, const at::Tensor&, const at::Tensor& scales,
                             const at::Tensor&, const std::optional<at::Tensor>&, c10::IntArrayRef kernel,
-                            c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+                            c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                            std::optional<double> out_scale, std::optional<int64_t>, bool) {
   const ConvGeometry g = conv_geometry("conv2d_w4a8", x.sizes(), kernel, stride, padding, dilation);
-  return as_nchw(conv_output_rows(x, g, scales.size(0), /*requantize=*/false), g);
+  return as_nchw(conv_output_rows(x, g, scales.size(0), out_scale.has_value()), g);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 """W4A8 Conv2d (uint8 channels-last activations x int4 weights with a scale
 per group of input channels): every kernel variant against a float64 conv of
-the dequantized operands, on few-row, tiled and pointwise geometries; the
-grouping it shares with the QAT layers; Meta/opcheck; bad input."""
+the dequantized operands, on few-row, tiled and pointwise geometries; fused
+ReLU and uint8 output; the grouping it shares with the QAT layers;
+Meta/opcheck; bad input."""
 
 import pytest
 import torch
@@ -58,6 +59,25 @@ def test_matches_float64_conv(isa, geometry):
             torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("geometry", [GEOMETRIES[1], GEOMETRIES[3], GEOMETRIES[4]], ids=["few", "tiled", "pointwise"])
+def test_relu_and_uint8_output_are_those_of_the_float_output(geometry):
+    """The fused ReLU and the requantized output: the float result, ReLU'd,
+    through quantize_uint8 (the next layer's input quantizer), exactly."""
+    n, c, hw, o, k, stride, padding, dilation = geometry
+    x, q, scales, bias = problem(n, c, hw, o, k, 32, seed=11)
+    packed, sums = torch.ops.torchqat.pack_linear_w4a8(group_rows(q).contiguous(), scales)
+    op = torch.ops.torchqat.conv2d_w4a8
+    args = (x, 17, 0.02, packed, scales, sums, bias, [k, k], stride, padding, dilation)
+    y = op(*args)
+    assert torch.equal(op(*args, None, None, True), y.relu())
+    for relu, zero in ((False, 128), (True, 37)):
+        got = op(*args, 0.05, zero, relu)
+        assert got.dtype == torch.uint8 and got.is_contiguous(memory_format=torch.channels_last)
+        expected = torch.ops.torchqat.quantize_uint8(y.relu() if relu else y, torch.tensor([0.05]),
+                                                     torch.tensor([zero], dtype=torch.int32), 0, 255)
+        assert torch.equal(got, expected)
+
+
 def test_groups_span_taps_when_wider_than_the_channels():
     """16 channels, groups of 32: a group covers two neighbouring taps of the
     channels-last row (a 2x2 kernel: 64 elements per row)."""
@@ -80,9 +100,12 @@ def test_meta_and_opcheck():
     x, q, scales, bias = problem(1, 32, 5, 8, 3, 32)
     packed, sums = torch.ops.torchqat.pack_linear_w4a8(group_rows(q).contiguous(), scales)
     args = (x, 5, 0.1, packed, scales, sums, bias, [3, 3], [2, 2], [1, 1], [1, 1])
-    out = torch.ops.torchqat.conv2d_w4a8(*(a.to("meta") if isinstance(a, torch.Tensor) else a for a in args))
+    meta = tuple(a.to("meta") if isinstance(a, torch.Tensor) else a for a in args)
+    out = torch.ops.torchqat.conv2d_w4a8(*meta)
     assert out.shape == (1, 8, 3, 3) and out.dtype == torch.float32
+    assert torch.ops.torchqat.conv2d_w4a8(*meta, 0.1, 3, True).dtype == torch.uint8
     torch.library.opcheck(torch.ops.torchqat.conv2d_w4a8.default, args)
+    torch.library.opcheck(torch.ops.torchqat.conv2d_w4a8.default, args + (0.1, 3, True))
 
 
 def test_bad_input_is_named():
@@ -100,3 +123,7 @@ def test_bad_input_is_named():
         op(x, 0, 0.1, packed, scales, sums, bias, [3, 3], [1, 1], [0, 0], [4, 4])
     with pytest.raises(RuntimeError, match="bias must be a contiguous float32 CPU tensor of 8 values"):
         op(x, 0, 0.1, packed, scales, sums, bias[:4], *geometry)
+    with pytest.raises(RuntimeError, match="give out_scale and out_zero_point together"):
+        op(x, 0, 0.1, packed, scales, sums, bias, *geometry, 0.1, None)
+    with pytest.raises(RuntimeError, match=r"out_zero_point must be in \[0, 255\], got 300"):
+        op(x, 0, 0.1, packed, scales, sums, bias, *geometry, 0.1, 300)

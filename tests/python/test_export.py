@@ -80,7 +80,8 @@ def _assert_integer_layers_equal_qat(qat, exported, x):
     QAT layer's output up to float rounding (float hand-over) or its
     consumer's integers up to a rounding tie (uint8 hand-over); end to end
     the decisions agree."""
-    names = [n for n, m in exported.named_modules() if isinstance(m, (Int8Conv2d, Int8DepthwiseConv2d, Int8Linear))]
+    integer = (Int8Conv2d, Int8DepthwiseConv2d, Int8Linear, Int4Conv2d)
+    names = [n for n, m in exported.named_modules() if isinstance(m, integer)]
     qat_io, qat_out = _layer_io(qat, names, x)
     ties = total = 0
     for name in names:
@@ -177,29 +178,18 @@ def test_low_bit_presets_export_to_the_qat_numbers(preset):
 
 @pytest.mark.parametrize("seed", range(2))
 def test_resnet18_w4a8_convs_run_the_w4a8_kernel_and_equal_the_qat_layers(seed):
-    """Every conv but the 8-bit stem runs the W4A8 conv; fed the QAT layer's
-    input, each gives the QAT layer's output up to float rounding."""
+    """Every conv but the 8-bit stem runs the W4A8 conv, on uint8 handed over
+    by the layer before; each equals its QAT layer as the INT8 layers do."""
     torch.manual_seed(seed)
     inputs = [torch.randn(8, 3, 32, 32) for _ in range(4)]
     qat = _trained_qat(torchvision.models.resnet18(num_classes=10), torchqat.QConfig.w4a8(), inputs)
     exported = torchqat.export(qat)
     report = exported.torchqat_export_report
     assert report.count("w4a8 conv") == 19 and report.count("int8 conv") == 1, report
-    names = [n for n, m in exported.named_modules() if isinstance(m, Int4Conv2d)]
-    # uint8 from the stem's max pool and the residual adds (each block's conv1,
-    # the downsamples); conv2 takes conv1's float output (no requantizing epilogue).
-    chained = sorted(n for n in names if exported.get_submodule(n).input_quantized)
-    assert len(chained) == 11 and all(n.endswith(("conv1", "downsample.0")) for n in chained), chained
-    x = torch.randn(16, 3, 32, 32)
-    qat_io, qat_out = _layer_io(qat, names, x)
-    for name in names:
-        layer, (x_in, y_ref) = exported.get_submodule(name), qat_io[name]
-        was_quantized, layer.input_quantized = layer.input_quantized, False
-        with torch.no_grad():
-            torch.testing.assert_close(layer(x_in), y_ref, rtol=1e-4, atol=1e-5 * y_ref.abs().max().item())
-        layer.input_quantized = was_quantized
-    with torch.no_grad():
-        assert (exported(x).argmax(1) == qat_out.argmax(1)).float().mean() >= 0.9
+    w4a8 = [m for m in exported.modules() if isinstance(m, Int4Conv2d)]
+    # Each hands over uint8 too: conv1 -> conv2, conv2 and the downsample -> the residual add.
+    assert all(m.input_quantized and m.out_act is not None for m in w4a8)
+    _assert_integer_layers_equal_qat(qat, exported, torch.randn(16, 3, 32, 32))
 
 
 def test_linear_chain_hands_over_uint8():

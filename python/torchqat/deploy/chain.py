@@ -1,7 +1,7 @@
 """Integer activations between layers, on a torch.fx graph.
 
-An integer producer (a conv, depthwise conv or linear on the INT8 kernels, or
-a residual add of integer operands) whose every consumer quantizes its output
+An integer producer (a conv, depthwise conv or linear on the INT8 kernels, a
+W4A8 conv, or a residual add of integer operands) whose every consumer quantizes its output
 onto one uint8 grid (the next integer layer, a W4A8 linear or conv, an operand of a
 residual add) hands over uint8 on that grid; the consumers skip their
 quantization. The integers are those the consumers would have computed from a
@@ -26,12 +26,13 @@ from .layers import (ActQuant, ClampUint8, Int4Conv2d, Int4Linear, Int8Conv2d, I
                      MaxPoolUint8, QuantizedAdd)
 
 _INTEGER = (Int8Linear, Int8Conv2d, Int8DepthwiseConv2d)
+_PRODUCERS = _INTEGER + (Int4Conv2d,)  # layers whose epilogue can requantize to uint8
 # (consumer node, grid, consumer module, operand slot)
 Consumer = Tuple[fx.Node, ActQuant, nn.Module, int]
 
 
 def _is_producer(mod: nn.Module) -> bool:
-    return isinstance(mod, _INTEGER) or (isinstance(mod, QuantizedAdd) and mod.integer)
+    return isinstance(mod, _PRODUCERS) or (isinstance(mod, QuantizedAdd) and mod.integer)
 
 
 def _consumer_grid(user: fx.Node, producer: fx.Node, modules: Dict[str, nn.Module]
@@ -177,7 +178,7 @@ def chain_integer_layers(gm: fx.GraphModule) -> List[str]:
             continue
         grids = {grid for _, grid, _, _ in found}
         grid = next(iter(grids))
-        # The GEMM's requantizing epilogue clamps to all of [0, 255]; the add quantizes to any grid.
+        # The GEMMs' requantizing epilogues clamp to all of [0, 255]; the add quantizes to any grid.
         if len(grids) != 1 or not (grid.is_uint8 or isinstance(modules[node.target], QuantizedAdd)):
             continue
         modules[node.target]._set_output(grid)

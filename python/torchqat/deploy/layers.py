@@ -190,11 +190,11 @@ class Int4Linear(_QuantizedInput, nn.Module):
         return f"{self.in_features} -> {self.out_features}, relu={self.relu}, kernel={kernel}"
 
 
-class Int4Conv2d(_QuantizedInput, nn.Module):
+class Int4Conv2d(_QuantizedInput, _IntegerOutput, nn.Module):
     """Conv2d (groups 1) with int4 weights (two per byte, a float scale per
     group of input channels within a kernel tap, as ``group_rows`` orders
-    them) on a uint8 input: the W4A8 kernel over channels-last im2col;
-    float output, channels-last."""
+    them) on a uint8 input: the W4A8 kernel over channels-last im2col, ReLU
+    fused; output channels-last, float or uint8."""
 
     integer_input = True  # what the chaining pass asks of W4A8 layers
 
@@ -213,17 +213,19 @@ class Int4Conv2d(_QuantizedInput, nn.Module):
         self.register_buffer("weight_sums", weight_sums)
         self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
         self._set_input(act)
+        self._set_output(None)
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.torchqat.conv2d_w4a8(self._quantize(x), self.in_zero, self.in_act.scale, self.packed,
-                                           self.scales, self.weight_sums, self.bias, self.kernel_size, self.stride,
-                                           self.padding, self.dilation)
-        return F.relu(y) if self.relu else y
+        return torch.ops.torchqat.conv2d_w4a8(self._quantize(x), self.in_zero, self.in_act.scale, self.packed,
+                                              self.scales, self.weight_sums, self.bias, self.kernel_size,
+                                              self.stride, self.padding, self.dilation, self.out_scale,
+                                              self.out_zero, self.relu)
 
     def extra_repr(self) -> str:
+        out = "float" if self.out_act is None else "uint8"
         return f"{self.in_channels} -> {self.out_channels}, kernel={self.kernel_size}, stride={self.stride}, " \
-               f"relu={self.relu}, kernel=w4a8, in={'uint8' if self.input_quantized else 'float'}"
+               f"relu={self.relu}, kernel=w4a8, in={'uint8' if self.input_quantized else 'float'}, out={out}"
 
 
 class FakeQuantize(nn.Module):
