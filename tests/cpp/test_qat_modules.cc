@@ -31,6 +31,22 @@ TEST(QatModules, LinearQuantizesWeightPerChannel) {
   EXPECT_TRUE(q->weight.is_same(linear->weight));  // shared, not copied
 }
 
+// Per-group conv weights: groups of 8 input channels within one kernel tap
+// (the channels-last im2col row), symmetric int4 with scale amax / 7.5.
+TEST(QatModules, PerGroupConvWeightIsGroupedAlongInputChannelsPerTap) {
+  torch::manual_seed(0);
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(8, 4, 3).bias(false));
+  torchqat::QuantConv2d q(conv, torchqat::LayerSpecs{QConfig::w4a8(8).weight, std::nullopt, false, "conv"});
+  const auto taps = conv->weight.detach().permute({0, 2, 3, 1});  // [out, ky, kx, in]: a group per tap
+  const auto scale = taps.abs().amax(-1, true) / 7.5;
+  const auto w = (torch::round(taps * (1.0 / scale)).clamp(-8, 7) * scale).permute({0, 3, 1, 2});
+  const auto x = torch::randn({2, 8, 5, 5});
+  EXPECT_TRUE(torch::allclose(q(x), torch::conv2d(x, w), 1e-5, 1e-5));
+  const auto rows = torchqat::group_rows(conv->weight.detach());
+  EXPECT_TRUE(torch::equal(rows.select(1, 1), conv->weight.detach().select(1, 1).select(1, 0).select(1, 0)));
+  EXPECT_TRUE(torch::equal(torchqat::ungroup_rows(rows, conv->weight.sizes()), conv->weight.detach()));
+}
+
 TEST(QatModules, ConvBnEvalIsTheFoldedConv) {
   torch::manual_seed(0);
   torch::nn::Conv2d conv(torch::nn::Conv2dOptions(3, 6, 3).padding(1));
