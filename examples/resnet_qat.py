@@ -6,7 +6,7 @@
    earlier run with the same settings left in results/);
 2. post-training quantization for comparison, QAT with the chosen preset, export,
    save, load (examples/common/pipeline.py; calibration on 2,000 training images);
-3. for int8 also ``torchqat.export_onnx`` run by ONNX Runtime.
+3. for int8 and w4a8 also ``torchqat.export_onnx`` run by ONNX Runtime (w4a8: INT4 weight blocks).
 
 Writes results/resnet_qat.json, .md and .png. Defaults fit `make demo`'s
 15-minute budget on 2 cores (float32: 4 epochs over all 60,000 images, about
@@ -122,7 +122,7 @@ def main() -> None:
         out = quantize_and_deploy(model, PRESETS[args.qconfig](), calib, fine_tune, evaluate, test_y, test_x[:1],
                                   tmp, "resnet18", results)
         deployed = out.deployed
-        if args.qconfig == "int8" and not args.no_onnx:
+        if args.qconfig in ("int8", "w4a8") and not args.no_onnx:
             import onnxruntime as ort
 
             onnx_path = torchqat.export_onnx(out.qat, test_x[:2], tmp / "resnet18.onnx")

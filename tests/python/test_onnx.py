@@ -1,5 +1,6 @@
 """torchqat.export_onnx: a standard QDQ model that ONNX Runtime runs with its
-integer kernels, agreeing with torchqat's exported model."""
+integer kernels (W4A8 weights as INT4 blocks), agreeing with torchqat's
+exported model."""
 
 import os
 
@@ -9,14 +10,15 @@ import torch
 import torchvision
 
 import torchqat
+from torchqat.deploy.lower import effective_weight_and_bias, fake_quantized_weight
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import numpy_helper  # noqa: E402
 
 
-def _calibrated(model, batches):
-    qat = torchqat.prepare_qat(model, torchqat.QConfig.int8())
+def _calibrated(model, batches, qconfig=None):
+    qat = torchqat.prepare_qat(model, qconfig or torchqat.QConfig.int8())
     torchqat.calibrate(qat, batches)
     qat.eval()
     torchqat.enable_observer(qat, False)
@@ -113,6 +115,63 @@ def test_small_bert_qdq_runs_in_onnxruntime(tmp_path):
     theirs = torch.from_numpy(_session(path).run(None, {"input_ids": ids2.numpy(), "attention_mask": mask2.numpy()})[0])
     with torch.no_grad():
         ours = torchqat.export(qat)(input_ids=ids2, attention_mask=mask2).logits
+    assert (theirs - ours).abs().max() <= 0.05 * ours.abs().max()
+
+
+def _int4_weights(path):
+    """{name: (integers, scales, DequantizeLinear attributes)} of the INT4 weights."""
+    proto = onnx.load(str(path))
+    inits = {t.name: t for t in proto.graph.initializer}
+    out = {}
+    for n in proto.graph.node:
+        if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None \
+                and inits[n.input[0]].data_type == onnx.TensorProto.INT4:
+            attrs = {a.name: a.i for a in n.attribute}
+            out[n.output[0]] = (numpy_helper.to_array(inits[n.input[0]]),
+                                numpy_helper.to_array(inits[n.input[1]]), attrs)
+    return proto, out
+
+
+def test_w4a8_resnet18_writes_int4_blocks_that_onnxruntime_runs(tmp_path):
+    """Per-group int4 conv weights become INT4 initializers with blocked
+    DequantizeLinear (axis 1 = input channels, block = group); their
+    dequantized values are the QAT model's fake-quantized weights."""
+    torch.manual_seed(0)
+    qat = _calibrated(torchvision.models.resnet18(num_classes=10), [torch.randn(8, 3, 32, 32)],
+                      torchqat.QConfig.w4a8())
+    path = torchqat.export_onnx(qat, torch.randn(2, 3, 32, 32), tmp_path / "w4a8.onnx")
+    proto, int4 = _int4_weights(path)
+    assert len(int4) == 19 and [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [21]
+    ints, scales, attrs = next(iter(int4.values()))
+    assert attrs == {"axis": 1, "block_size": 32} and ints.min() >= -8 and ints.max() <= 7
+    conv = qat.get_submodule("layer1.0.conv1")  # its weight, BN folded, as the QAT model quantizes it
+    w = fake_quantized_weight(conv.weight_quantizer, effective_weight_and_bias(conv)[0].detach(), "layer1.0.conv1")
+    dequantized = [torch.from_numpy(i.astype(np.float32) * np.repeat(s, 32, axis=1)) for i, s, _ in int4.values()]
+    assert any(d.shape == w.shape and torch.equal(d, w) for d in dequantized)
+    assert os.path.getsize(path) < 0.17 * 4 * sum(p.numel() for p in qat.parameters())
+    x = torch.randn(32, 3, 32, 32)
+    theirs = torch.from_numpy(_session(path).run(None, {"input0": x.numpy()})[0])
+    with torch.no_grad():
+        ours = torchqat.export(qat)(x)
+    assert (theirs.argmax(1) == ours.argmax(1)).float().mean() >= 0.95
+    assert (theirs - ours).abs().max() <= 0.05 * ours.abs().max()
+
+
+def test_w4a8_bert_linear_weights_are_int4_blocks(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(5)
+    config = transformers.BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, max_position_embeddings=64, num_labels=3)
+    ids = torch.randint(0, 500, (8, 32))
+    qat = _calibrated(transformers.BertForSequenceClassification(config), [{"input_ids": ids}],
+                      torchqat.QConfig.w4a8())
+    path = torchqat.export_onnx(qat, {"input_ids": ids}, tmp_path / "bert.onnx", output_names=["logits"])
+    _, int4 = _int4_weights(path)
+    assert len(int4) == 2 * 6  # q, k, v, attention output, intermediate, output per layer
+    ids2 = torch.randint(0, 500, (5, 32))
+    theirs = torch.from_numpy(_session(path).run(None, {"input_ids": ids2.numpy()})[0])
+    with torch.no_grad():
+        ours = torchqat.export(qat)(input_ids=ids2).logits
     assert (theirs - ours).abs().max() <= 0.05 * ours.abs().max()
 
 

@@ -17,9 +17,16 @@ with int8 weights, 1.0 with uint8, on the AVX2 development machine);
 ``weight_dtype="int8"`` writes int8 weights for VNNI targets, where u8s8 is
 exact and faster.
 
+Per-group int4 weights (W4A8) are written as INT4 initializers read by a
+blocked DequantizeLinear (opset 21: ``axis`` 1, ``block_size`` the group
+size; a conv weight's groups run along input channels within a tap, which is
+exactly such a block), and the model's opset becomes 21. ONNX Runtime runs
+them through float convolutions and matmuls (it has no int4 x uint8 conv).
+
 Limits: 8-bit activation grids (ONNX's QuantizeLinear types before opset 21);
-weights without an 8-bit integer spec (FP8, 4-bit per-group) are written as
-float constants on their trained grid, with a warning naming them.
+weights without an 8-bit or blocked int4 form (FP8, per-group groups wider
+than a conv's input channels) are written as float constants on their trained
+grid, with a warning naming them.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -67,11 +74,43 @@ class _QdqActivation(nn.Module):
 _WEIGHT_GRIDS = {"uint8": (128, 0, 255), "int8": (0, -128, 127)}
 
 
+class Int4Blocks(NamedTuple):
+    """A weight written as INT4 blocks: its float values on the grid (how the
+    traced graph holds it), integers, and scales shaped for a blocked
+    DequantizeLinear along axis 1."""
+
+    values: np.ndarray
+    ints: np.ndarray
+    scales: np.ndarray
+    block_size: int
+
+
+def _int4_blocks(layer: nn.Module, weight: torch.Tensor, name: str) -> Optional[Int4Blocks]:
+    """The blocked int4 form of a per-group 4-bit weight, or None when its
+    groups are not blocks along input channels."""
+    wq = layer.weight_quantizer
+    if wq is None or not wq.fake_quant_enabled or not _integer_spec(wq) or wq.group_size is None:
+        return None
+    if not (wq.spec.symmetric and wq.quant_min >= -8 and wq.quant_max <= 7):
+        return None
+    in_channels, gs = weight.shape[1], wq.group_size
+    if in_channels % gs:  # a group spans kernel taps: no block along one axis
+        return None
+    ints, scale, _, fq = quantize_weight(wq, weight, name)
+    # Scales come in group_rows order (taps, then channel blocks): to [out, in / gs, *kernel].
+    kernel = tuple(weight.shape[2:])
+    scales = scale.float().reshape((weight.shape[0],) + kernel + (in_channels // gs,))
+    scales = scales.movedim(-1, 1).contiguous()
+    return Int4Blocks(fq.numpy(), ints.numpy(), scales.numpy(), gs)
+
+
 class _QdqWeighted(nn.Module):
     """Linear / Conv with a QDQ input and an 8-bit per-channel QDQ weight (or
-    a float weight on its grid when no 8-bit spec applies)."""
+    a float weight on its grid when no 8-bit spec applies, which the ONNX pass
+    may turn into INT4 blocks)."""
 
-    def __init__(self, layer: nn.Module, name: str, float_weights: List[str], weight_dtype: str):
+    def __init__(self, layer: nn.Module, name: str, float_weights: List[str], weight_dtype: str,
+                 int4_weights: List[Int4Blocks]):
         super().__init__()
         weight, bias = effective_weight_and_bias(layer)
         weight, bias = weight.detach(), None if bias is None else bias.detach()
@@ -87,7 +126,10 @@ class _QdqWeighted(nn.Module):
             self.register_buffer("w_zero", torch.full((weight.shape[0],), zero, dtype=torch.int32))
         else:
             self.register_buffer("weight", weight if wq is None else fake_quantized_weight(wq, weight, name))
-            if wq is not None and wq.fake_quant_enabled:
+            blocks = _int4_blocks(layer, weight, name)
+            if blocks is not None:
+                int4_weights.append(blocks)
+            elif wq is not None and wq.fake_quant_enabled:
                 float_weights.append(name)
         self.register_buffer("bias", bias)
         self.relu = bool(layer.relu)
@@ -144,11 +186,12 @@ class _QdqEmbedding(nn.Module):
         return F.embedding(indices, table)
 
 
-def _qdq_model(model: nn.Module, float_weights: List[str], weight_dtype: str) -> nn.Module:
+def _qdq_model(model: nn.Module, float_weights: List[str], weight_dtype: str,
+               int4_weights: List[Int4Blocks]) -> nn.Module:
     replacements = {}
     for name, mod in model.named_modules():
         if isinstance(mod, (QuantLinear, QuantConv1d, QuantConv2d)):
-            replacements[name] = _QdqWeighted(mod, name, float_weights, weight_dtype)
+            replacements[name] = _QdqWeighted(mod, name, float_weights, weight_dtype, int4_weights)
         elif isinstance(mod, (QuantAdd, QuantMatMul)):
             replacements[name] = _QdqBinary(mod, name)
         elif isinstance(mod, QuantEmbedding):
@@ -200,6 +243,57 @@ def _fold_weight_quantization(graph) -> int:
     return len(folded)
 
 
+def _pack_int4(ints: np.ndarray) -> bytes:
+    """ONNX INT4 raw data: two per byte, the first element in the low nibble."""
+    flat = ints.astype(np.int8).reshape(-1)
+    if flat.size % 2:
+        flat = np.append(flat, np.int8(0))
+    nibbles = (flat & 0x0F).astype(np.uint8)
+    return (nibbles[0::2] | (nibbles[1::2] << 4)).tobytes()
+
+
+def _write_int4_weights(proto, int4_weights: List[Int4Blocks]) -> int:
+    """Float weight initializers that are INT4 blocks on their grid -> INT4
+    initializers + blocked DequantizeLinear (a Linear weight the exporter
+    transposed for MatMul: blocks along axis 0). Returns how many."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    # (shape, bytes) of each weight and of its transpose -> (blocks, transposed)
+    wanted = {}
+    for blocks in int4_weights:
+        wanted[(blocks.values.shape, blocks.values.tobytes())] = (blocks, False)
+        if blocks.values.ndim == 2:
+            t = np.ascontiguousarray(blocks.values.T)
+            wanted[(t.shape, t.tobytes())] = (blocks, True)
+    written, new_nodes = 0, []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        array = numpy_helper.to_array(init)
+        found = wanted.get((array.shape, np.ascontiguousarray(array).tobytes()))
+        if found is None:
+            continue
+        blocks, transposed = found
+        ints, scales = (blocks.ints.T, blocks.scales.T) if transposed else (blocks.ints, blocks.scales)
+        name = init.name
+        graph.initializer.remove(init)
+        graph.initializer.append(helper.make_tensor(f"{name}_int4", TensorProto.INT4, list(ints.shape),
+                                                    _pack_int4(np.ascontiguousarray(ints)), raw=True))
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(scales), f"{name}_scale"))
+        new_nodes.append(helper.make_node("DequantizeLinear", [f"{name}_int4", f"{name}_scale"], [name],
+                                          name=f"{name}_dequantize", axis=0 if transposed else 1,
+                                          block_size=blocks.block_size))
+        written += 1
+    for i, node in enumerate(new_nodes):
+        graph.node.insert(i, node)
+    if written:
+        for opset in proto.opset_import:
+            if opset.domain in ("", "ai.onnx"):
+                opset.version = max(opset.version, 21)  # INT4 and blocked DequantizeLinear
+    return written
+
+
 def export_onnx(qat_model: nn.Module, example_inputs, path: str, opset: int = 17,
                 input_names: Optional[List[str]] = None, output_names: Optional[List[str]] = None,
                 dynamic_batch: bool = True, weight_dtype: str = "uint8") -> str:
@@ -217,8 +311,9 @@ def export_onnx(qat_model: nn.Module, example_inputs, path: str, opset: int = 17
     require_prepared(qat_model, "export_onnx")
     model = copy.deepcopy(qat_model).eval()
     float_weights: List[str] = []
+    int4_weights: List[Int4Blocks] = []
     with torch.no_grad():
-        model = _qdq_model(model, float_weights, weight_dtype)
+        model = _qdq_model(model, float_weights, weight_dtype, int4_weights)
     if float_weights:
         warnings.warn("torchqat.export_onnx: these weights have no 8-bit QDQ form and are written as float on their "
                       f"trained grid: {', '.join(float_weights)}", stacklevel=2)
@@ -235,6 +330,10 @@ def export_onnx(qat_model: nn.Module, example_inputs, path: str, opset: int = 17
                           output_names=outputs, dynamic_axes=dynamic, kwargs=None)
     proto = onnx.load(os.fspath(path))
     _fold_weight_quantization(proto.graph)
+    written = _write_int4_weights(proto, int4_weights)
+    if written != len(int4_weights):
+        warnings.warn(f"torchqat.export_onnx: {len(int4_weights) - written} int4 weights were not found as "
+                      "initializers in the exported graph and stay float on their grid", stacklevel=2)
     onnx.checker.check_model(proto)
     onnx.save(proto, os.fspath(path))
     return path
