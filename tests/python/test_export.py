@@ -70,6 +70,7 @@ def test_resnet18_every_integer_layer_equals_its_qat_layer(seed):
     report = exported.torchqat_export_report
     assert report.count("int8 conv") == 20 and report.count("int8 GEMM") == 1
     assert report.count("add of quantized") == 8
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in exported.modules())  # folded: not shipped
     # Inside every basic block: conv1 -> conv2 and conv2 -> add hand over uint8.
     assert len(report.chained) >= 16
     _assert_integer_layers_equal_qat(qat, exported, torch.randn(16, 3, 32, 32))

@@ -91,6 +91,9 @@ def export(model: nn.Module, inplace: bool = False) -> nn.Module:
         if isinstance(model, fx.GraphModule):
             report.fused_relu = fuse_add_relu(model)
             report.chained = chain_integer_layers(model)
+            # The float layers that prepare_qat folded away (BatchNorm into its
+            # conv) stay attached to a traced model: not shipped.
+            model.delete_all_unused_submodules()
     for p in list(model.parameters()):
         p.requires_grad_(False)
     model.torchqat_export_report = report
