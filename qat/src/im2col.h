@@ -34,15 +34,20 @@ inline bool is_pointwise(const ConvGeometry& g, const ConvTaps& taps) {
 
 // Patch rows in tiles: each task im2cols `tile` rows at a time into its own
 // buffer (small enough to stay in cache) and calls gemm(patches, first_row,
-// n_rows) on them.
+// n_rows) on them; a pointwise conv's tiles are rows of the input itself.
 template <class Gemm>
 void for_each_patch_tile(const uint8_t* in, int64_t x_zero_point, const ConvGeometry& g, const ConvTaps& taps,
                          int64_t tile, const Gemm& gemm) {
   const int64_t patch = g.kh * g.kw * g.c, rows = g.n * g.oh * g.ow;
+  const bool pointwise = is_pointwise(g, taps);
   at::parallel_for(0, rows, tile, [&](int64_t begin, int64_t end) {
-    std::vector<uint8_t> buffer(size_t(tile * patch));
+    std::vector<uint8_t> buffer(pointwise ? 0 : size_t(tile * patch));
     for (int64_t t = begin; t < end; t += tile) {
       const int64_t n_rows = std::min(tile, end - t);
+      if (pointwise) {
+        gemm(in + t * patch, t, n_rows);
+        continue;
+      }
       im2col_rows(in, buffer.data(), t, t + n_rows, x_zero_point, g, taps);
       gemm(buffer.data(), t, n_rows);
     }

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -63,7 +64,17 @@ struct Int4Weights {
   int64_t n, groups, group_size;
 };
 
-Int4Weights checked_int4_weights(const char* op, int64_t kk, const at::Tensor& packed, const at::Tensor& scales) {
+// `x_has` says what x's kk values per row are ("64 features", or a conv's
+// channels and patch), for the error when the weights were packed for others.
+Int4Weights checked_int4_weights(const char* op, int64_t kk, const std::string& x_has, const at::Tensor& packed,
+                                 const at::Tensor& scales) {
+  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.dim() == 1 && packed.is_contiguous() &&
+                  packed.numel() >= kHeader && packed.is_cpu(),
+              op, ": packed must be the contiguous 1-D uint8 CPU tensor from pack_linear_int4, got ",
+              packed.scalar_type(), " ", packed.sizes());
+  const uint8_t* h = packed.const_data_ptr<uint8_t>();
+  const int64_t packed_k = read_packed_header(op, h, kInt4Format);
+  TORCH_CHECK(packed_k == kk, op, ": x has ", x_has, " but the weights were packed for ", packed_k);
   TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.dim() == 2 && scales.is_contiguous() &&
                   scales.size(1) > 0 && scales.is_cpu(),
               op, ": scales must be a contiguous float32 CPU tensor [out_features, groups], got ",
@@ -72,16 +83,13 @@ Int4Weights checked_int4_weights(const char* op, int64_t kk, const at::Tensor& p
   TORCH_CHECK(kk % groups == 0 && (kk / groups) % k::kInt4Block == 0, op, ": scales has ", groups,
               " groups per row, which must split in_features (", kk, ") into groups of a multiple of ",
               k::kInt4Block);
-  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.dim() == 1 && packed.is_contiguous() &&
-                  packed.numel() >= kHeader && packed.is_cpu(),
-              op, ": packed must be the contiguous 1-D uint8 CPU tensor from pack_linear_int4, got ",
-              packed.scalar_type(), " ", packed.sizes());
-  const uint8_t* h = packed.const_data_ptr<uint8_t>();
-  const int64_t packed_k = read_packed_header(op, h, kInt4Format);
-  TORCH_CHECK(packed_k == kk, op, ": x has ", kk, " features but the weights were packed for ", packed_k);
   TORCH_CHECK(packed.numel() == kHeader + n * kk / 2, op, ": packed holds ", packed.numel() - kHeader,
               " bytes but ", n, "x", kk, " int4 weights take ", n * kk / 2);
   return {h + kHeader, scales.const_data_ptr<float>(), n, groups, kk / groups};
+}
+
+Int4Weights checked_int4_weights(const char* op, int64_t kk, const at::Tensor& packed, const at::Tensor& scales) {
+  return checked_int4_weights(op, kk, std::to_string(kk) + " features", packed, scales);
 }
 
 const float* checked_bias(const char* op, const std::optional<at::Tensor>& bias, int64_t n) {
@@ -220,12 +228,9 @@ at::Tensor conv2d_w4a8_cpu(const at::Tensor& x, int64_t x_zero_point, double x_s
               x.scalar_type(), " on ", x.device());
   const ConvGeometry g = conv_geometry(op, x.sizes(), kernel, stride, padding, dilation);
   const int64_t patch = g.kh * g.kw * g.c, rows = g.n * g.oh * g.ow;
-  if (packed.scalar_type() == at::kByte && packed.dim() == 1 && packed.numel() >= kHeader && packed.is_cpu()) {
-    const int64_t packed_k = read_packed_header(op, packed.const_data_ptr<uint8_t>(), kInt4Format);
-    TORCH_CHECK(packed_k == patch, op, ": x has ", g.c, " channels, ", patch, " values per ", g.kh, "x", g.kw,
-                " patch, but the weights were packed for ", packed_k);
-  }
-  const Int4Weights w = checked_int4_weights(op, patch, packed, scales);
+  const std::string x_has = std::to_string(g.c) + " channels, " + std::to_string(patch) + " values per " +
+                            std::to_string(g.kh) + "x" + std::to_string(g.kw) + " patch,";
+  const Int4Weights w = checked_int4_weights(op, patch, x_has, packed, scales);
   k::GemmW4A8Args args = w4a8_args(op, x_zero_point, x_scale, w, weight_sums, bias);
   check_output_grid(op, out_scale, out_zero_point);
   ConvOutput finish{relu, std::nullopt};
@@ -238,9 +243,9 @@ at::Tensor conv2d_w4a8_cpu(const at::Tensor& x, int64_t x_zero_point, double x_s
   uint8_t* out_q = out_scale ? out.mutable_data_ptr<uint8_t>() : nullptr;
   args.m = rows;
   const ConvTaps taps{stride, padding, dilation};
-  const bool pointwise = is_pointwise(g, taps);  // the NHWC input is already the patch matrix
   if (rows < 2 * kConvRowGrain) {  // few rows: all of them, the columns split over threads
-    const at::Tensor cols = pointwise ? nhwc : im2col(nhwc, x_zero_point, g, taps);
+    // A pointwise conv's NHWC input is already the patch matrix.
+    const at::Tensor cols = is_pointwise(g, taps) ? nhwc : im2col(nhwc, x_zero_point, g, taps);
     const at::Tensor y = out_scale ? at::empty({rows, w.n}, x.options().dtype(at::kFloat)) : out;
     args.x = cols.const_data_ptr<uint8_t>();
     args.y = y.mutable_data_ptr<float>();
@@ -269,14 +274,7 @@ at::Tensor conv2d_w4a8_cpu(const at::Tensor& x, int64_t x_zero_point, double x_s
     kernels.gemm(part, 0, args.n);
     finish.finish(part.y, n_rows * w.n, out_q ? out_q + first_row * w.n : nullptr);
   };
-  const uint8_t* in = nhwc.const_data_ptr<uint8_t>();
-  if (pointwise) {
-    at::parallel_for(0, rows, tile, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; t += tile) gemm_tile(in + t * patch, t, std::min(tile, end - t));
-    });
-  } else {
-    for_each_patch_tile(in, x_zero_point, g, taps, tile, gemm_tile);
-  }
+  for_each_patch_tile(nhwc.const_data_ptr<uint8_t>(), x_zero_point, g, taps, tile, gemm_tile);
   return as_nchw(out, g);
 }
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..nn.modules import group_rows
 
+
 @dataclass(frozen=True)
 class ActQuant:
     """A per-tensor activation grid in the uint8 domain."""
@@ -153,7 +154,21 @@ class Int8DepthwiseConv2d(_Int8Gemm):
                f"in={'uint8' if self.input_quantized else 'float'}, out={out}"
 
 
-class Int4Linear(_QuantizedInput, nn.Module):
+class _Int4Weights:
+    """What the INT4 layers hold: int4 weights packed two per byte from their
+    ``[out, -1]`` rows, a float scale per group, the weights' scaled sums
+    (the W4A8 kernels' zero-point term) and the bias."""
+
+    def _set_int4(self, rows: torch.Tensor, group_scales: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
+        scales = group_scales.float().reshape(rows.shape[0], -1).contiguous()
+        packed, weight_sums = torch.ops.torchqat.pack_linear_w4a8(rows.contiguous(), scales)
+        self.register_buffer("packed", packed)
+        self.register_buffer("scales", scales)
+        self.register_buffer("weight_sums", weight_sums)
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+
+
+class Int4Linear(_QuantizedInput, _Int4Weights, nn.Module):
     """Linear with int4 weights (two per byte, a float scale per group of
     inputs). With an integer input grid (W4A8) the input is quantized to
     uint8 and runs the W4A8 kernel (exact integer sums per group); otherwise
@@ -165,12 +180,7 @@ class Int4Linear(_QuantizedInput, nn.Module):
         super().__init__()
         self.layer_name = name
         self.out_features, self.in_features = weight_int4.shape
-        scales = group_scales.float().contiguous()
-        packed, weight_sums = torch.ops.torchqat.pack_linear_w4a8(weight_int4, scales)
-        self.register_buffer("packed", packed)
-        self.register_buffer("scales", scales)
-        self.register_buffer("weight_sums", weight_sums)
-        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        self._set_int4(weight_int4, group_scales, bias)
         self.integer_input = isinstance(input_grid, FakeQuantize)
         if self.integer_input:
             self._set_input(input_grid.act)  # its buffers hold the grid: no input module kept
@@ -190,7 +200,7 @@ class Int4Linear(_QuantizedInput, nn.Module):
         return f"{self.in_features} -> {self.out_features}, relu={self.relu}, kernel={kernel}"
 
 
-class Int4Conv2d(_QuantizedInput, _IntegerOutput, nn.Module):
+class Int4Conv2d(_QuantizedInput, _IntegerOutput, _Int4Weights, nn.Module):
     """Conv2d (groups 1) with int4 weights (two per byte, a float scale per
     group of input channels within a kernel tap, as ``group_rows`` orders
     them) on a uint8 input: the W4A8 kernel over channels-last im2col, ReLU
@@ -206,12 +216,7 @@ class Int4Conv2d(_QuantizedInput, _IntegerOutput, nn.Module):
         self.out_channels, self.in_channels = weight_int4.shape[:2]
         self.kernel_size = list(weight_int4.shape[2:])
         self.stride, self.padding, self.dilation = list(stride), list(padding), list(dilation)
-        scales = group_scales.float().reshape(weight_int4.shape[0], -1).contiguous()
-        packed, weight_sums = torch.ops.torchqat.pack_linear_w4a8(group_rows(weight_int4).contiguous(), scales)
-        self.register_buffer("packed", packed)
-        self.register_buffer("scales", scales)
-        self.register_buffer("weight_sums", weight_sums)
-        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        self._set_int4(group_rows(weight_int4), group_scales, bias)
         self._set_input(act)
         self._set_output(None)
         self.relu = relu

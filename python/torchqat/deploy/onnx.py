@@ -124,12 +124,12 @@ class _QdqWeighted(nn.Module):
             self.register_buffer("w_scale", scale.float().reshape(-1).expand(weight.shape[0]).contiguous())
             zero, self.w_min, self.w_max = _WEIGHT_GRIDS[weight_dtype]
             self.register_buffer("w_zero", torch.full((weight.shape[0],), zero, dtype=torch.int32))
+        elif (blocks := _int4_blocks(layer, weight, name)) is not None:
+            self.register_buffer("weight", torch.from_numpy(blocks.values))
+            int4_weights.append(blocks)
         else:
             self.register_buffer("weight", weight if wq is None else fake_quantized_weight(wq, weight, name))
-            blocks = _int4_blocks(layer, weight, name)
-            if blocks is not None:
-                int4_weights.append(blocks)
-            elif wq is not None and wq.fake_quant_enabled:
+            if wq is not None and wq.fake_quant_enabled:
                 float_weights.append(name)
         self.register_buffer("bias", bias)
         self.relu = bool(layer.relu)
