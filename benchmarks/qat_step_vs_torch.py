@@ -1,7 +1,9 @@
 """A QAT training step against the float step and against PyTorch's own QAT,
 side by side in one run:
 
-* ResNet-18 (torchvision, 10 classes), batch 32, 3x32x32 input;
+* ResNet-18 (torchvision, 10 classes), batch 32, 3x32x32 input; float32 also
+  with ``torchqat.nn.fast_conv_weight_grad`` (the weight gradient torchqat's
+  QAT convs use);
 * a small BERT (transformers BertForSequenceClassification, hidden 256,
   4 layers, 4 heads), batch 16, sequence 128.
 
@@ -29,6 +31,7 @@ Writes results/bench_qat_step.json and prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -92,6 +95,10 @@ def ao_eager_bert(model):
     return tq.prepare_qat(model)
 
 
+# Keeps the float model's convs on torchqat's weight gradient for the whole run.
+_FAST_GRAD = contextlib.ExitStack()
+
+
 def resnet_variants():
     from torchvision.models import resnet18
 
@@ -101,6 +108,10 @@ def resnet_variants():
 
     return {
         "float32": float_model,
+        # torchqat's QAT convs compute small maps' weight gradients by per-tap
+        # GEMMs (torchqat/nn/conv_grad.py); the same for float, to compare like with like.
+        "float32, fast conv weight grad": lambda: _FAST_GRAD.enter_context(
+            torchqat.nn.fast_conv_weight_grad(float_model())),
         "torchqat int8": lambda: torchqat.prepare_qat(float_model(), torchqat.QConfig.int8()),
         "torch.ao eager (x86)": ao_eager_resnet,
         "torchao QAT (Linear only)": lambda: torchao_qat(float_model()),

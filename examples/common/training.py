@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+import torchqat
+
 
 def batches(n: int, batch_size: int, shuffle: bool, generator=None) -> Iterable[torch.Tensor]:
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
@@ -25,7 +27,9 @@ def train(model: nn.Module, get_batch: Callable[[torch.Tensor], Tuple], n: int, 
     """``epochs`` (may be fractional) over n examples with a cosine learning
     rate; ``get_batch(indices)`` gives (inputs, labels), inputs a tensor or a
     dict of keyword inputs. ``channels_last`` trains a conv net in NHWC
-    (oneDNN's faster layout on the CPU) and hands the model back in NCHW."""
+    (oneDNN's faster layout on the CPU) and hands the model back in NCHW.
+    Plain ``nn.Conv2d`` layers train with torchqat's faster weight gradient
+    for small maps (QAT convs always do)."""
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "adamw":
@@ -38,7 +42,8 @@ def train(model: nn.Module, get_batch: Callable[[torch.Tensor], Tuple], n: int, 
         model.to(memory_format=torch.channels_last)
     model.train()
     done = 0
-    with tqdm(total=steps, desc=desc, unit="step", dynamic_ncols=True) as bar:
+    with torchqat.nn.fast_conv_weight_grad(model), \
+            tqdm(total=steps, desc=desc, unit="step", dynamic_ncols=True) as bar:
         while done < steps:
             for idx in batches(n, batch_size, True, generator):
                 x, y = get_batch(idx)
