@@ -117,7 +117,7 @@ def main() -> None:
 
         def fine_tune(qat):
             train(qat, train_batch, args.qat_subset, args.qat_epochs, args.batch_size, args.qat_lr,
-                  f"QAT ({args.qconfig})", seed=args.seed + 1)
+                  f"QAT ({args.qconfig})", seed=args.seed + 1, channels_last=True)
 
         out = quantize_and_deploy(model, PRESETS[args.qconfig](), calib, fine_tune, evaluate, test_y, test_x[:1],
                                   tmp, "resnet18", results)

@@ -129,3 +129,35 @@ def test_qat_conv_weight_gradient_is_unchanged():
     finally:
         type(conv)._conv_forward = orig
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)  # float32 sums in another order
+
+
+@pytest.mark.parametrize("preset", ["int8", "w4a8", "w4a4_lsq", "fp8"])
+def test_qat_convs_keep_channels_last(preset):
+    """Quantizers hand channels-last activations and weights back channels-last
+    (the same values as on NCHW tensors), so the QAT convs keep oneDNN's
+    channels-last kernels; outputs and gradients match the NCHW model's."""
+    torch.manual_seed(2)
+    float_model = nn.Sequential(nn.Conv2d(8, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 8, 3, 2, 1),
+                                nn.ReLU(), nn.Flatten(), nn.Linear(8 * 9, 3))
+    x = torch.randn(6, 8, 6, 6)
+    nchw = torchqat.prepare_qat(float_model, getattr(QConfig, preset)(), example_inputs=(x,))
+    torchqat.calibrate(nchw, [x])
+    cl = torchqat.prepare_qat(float_model, getattr(QConfig, preset)(), example_inputs=(x,))
+    cl.load_state_dict(nchw.state_dict())
+    cl.to(memory_format=torch.channels_last)
+    layouts = []
+    for m in cl.modules():
+        if isinstance(m, torchqat.nn.Quantizer):
+            m.register_forward_hook(lambda mod, inp, out: layouts.append(
+                out.dim() != 4 or out.is_contiguous() == inp[0].is_contiguous()))
+    for model in (nchw, cl):
+        model.train()
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    out_nchw, out_cl = nchw(x), cl(x_cl)
+    assert layouts and all(layouts)
+    torch.testing.assert_close(out_cl, out_nchw, rtol=1e-4, atol=1e-4)
+    g_nchw = torch.autograd.grad(out_nchw.square().sum(), [p for p in nchw.parameters()], allow_unused=True)
+    g_cl = torch.autograd.grad(out_cl.square().sum(), [p for p in cl.parameters()], allow_unused=True)
+    for a, b in zip(g_cl, g_nchw):
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)

@@ -18,6 +18,27 @@ _FP8_MAX = {"e4m3": 448.0, "e5m2": 57344.0}
 _EPS = torch.finfo(torch.float32).eps
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def in_memory_order(x: torch.Tensor) -> torch.Tensor:
+    """The NHWC view of a channels-last 4-D tensor (contiguous, no copy),
+    else x: per-tensor and axis-0 statistics are the same on it."""
+    return x.permute(0, 2, 3, 1) if _is_channels_last(x) else x
+
+
+def keeping_layout(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``fn(x)`` with x's channels-last layout kept. The ops walk memory in
+    order and return contiguous tensors, so a channels-last activation or
+    conv weight would come back NCHW and every conv after it fall back to
+    oneDNN's slower NCHW kernels; ``fn`` gets ``in_memory_order(x)`` and its
+    result is viewed back."""
+    if _is_channels_last(x):
+        return fn(in_memory_order(x)).permute(0, 3, 1, 2)
+    return fn(x)
+
+
 class Quantizer(nn.Module):
     """Fake-quantizes one tensor as its :class:`~torchqat.QuantSpec` says.
 
@@ -80,6 +101,9 @@ class Quantizer(nn.Module):
 
     # ---- forward -----------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return keeping_layout(self._forward, x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.spec.fp8:
             return self._forward_fp8(x)
         if self.learned:
@@ -117,7 +141,7 @@ class Quantizer(nn.Module):
         c = channel_scale.detach().reshape(-1)
         if self.observer_enabled or not self.observed:  # a frozen range needs no pass over w
             with torch.no_grad():
-                lo, hi, _ = torch.ops.torchqat.observe_minmax(w.detach(), 0, None)
+                lo, hi, _ = torch.ops.torchqat.observe_minmax(in_memory_order(w.detach()), 0, None)
                 self.min_val.copy_(torch.minimum(lo * c, hi * c))
                 self.max_val.copy_(torch.maximum(lo * c, hi * c))
             self.observed = True
@@ -127,8 +151,11 @@ class Quantizer(nn.Module):
         step = scale / c.abs().clamp_min(_EPS)
         qmin, qmax = self.quant_min, self.quant_max
         w_detached = w.detach()
-        return (fake_quantize(w, step, zero_point, qmin, qmax, 0),
-                lambda: fake_quantize(w_detached, step, zero_point, qmin, qmax, 0))
+
+        def quantize(t):
+            return fake_quantize(t, step, zero_point, qmin, qmax, 0)
+
+        return keeping_layout(quantize, w), lambda: keeping_layout(quantize, w_detached)
 
     def replay(self, x) -> Optional[Callable[[], torch.Tensor]]:
         """A function that fake-quantizes ``x`` (a tensor, or a function that
@@ -143,9 +170,10 @@ class Quantizer(nn.Module):
         axis, group = self.axis, self.group_size
         if self.spec.fp8:
             fmt = self.spec.fp8
-            return lambda: fake_quantize_fp8(source(), scale, fmt, axis, group)
+            return lambda: keeping_layout(lambda t: fake_quantize_fp8(t, scale, fmt, axis, group), source())
         qmin, qmax = self.quant_min, self.quant_max
-        return lambda: fake_quantize(source(), scale, zero_point, qmin, qmax, axis, group)
+        return lambda: keeping_layout(lambda t: fake_quantize(t, scale, zero_point, qmin, qmax, axis, group),
+                                      source())
 
     def _observe(self, x: torch.Tensor) -> None:
         """Fold x's range into min_val / max_val as the spec's observer says."""
