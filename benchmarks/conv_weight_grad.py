@@ -3,7 +3,7 @@
 the CPU), side by side in one run, on ResNet-18's 3x3 convs at the map sizes
 small images give (the Fashion-MNIST demo's 28x28 input: layer1 at 7x7,
 layer4 at 1x1), and the whole training step of that model with and without
-``torchqat.nn.fast_conv_weight_grad``.
+``torchqat.nn.fast_small_map_convs``.
 
     python benchmarks/conv_weight_grad.py [--batch 128] [--threads 2]
 
@@ -70,7 +70,7 @@ def step_row(batch: int, threads: int, min_run_time: float, fast: bool):
         loss.backward()
         opt.step()
 
-    with torchqat.nn.fast_conv_weight_grad(model) if fast else contextlib.nullcontext():
+    with torchqat.nn.fast_small_map_convs(model) if fast else contextlib.nullcontext():
         return median_seconds(step, threads, min_run_time)
 
 
@@ -86,7 +86,7 @@ def main() -> None:
         rows += layer_rows(args.batch, threads, args.min_run_time)
         plain, fast = (step_row(args.batch, threads, 2 * args.min_run_time, f) for f in (False, True))
         steps.append({"model": "ResNet-18, 1x28x28", "batch": args.batch, "threads": threads,
-                      "plain_step_ms": 1e3 * plain, "fast_conv_weight_grad_step_ms": 1e3 * fast,
+                      "plain_step_ms": 1e3 * plain, "fast_small_map_convs_step_ms": 1e3 * fast,
                       "speedup": plain / fast})
     print_table(rows, [("layer", "layer", "s"), ("batch", "batch", "d"), ("threads", "threads", "d"),
                        ("output positions", "output_positions", "d"), ("ATen weight grad ms", "aten_ms", ".2f"),
@@ -94,7 +94,7 @@ def main() -> None:
                        ("conv2d uses it", "used_by_conv2d", "")])
     print_table(steps, [("model", "model", "s"), ("batch", "batch", "d"), ("threads", "threads", "d"),
                         ("plain step ms", "plain_step_ms", ".1f"),
-                        ("fast_conv_weight_grad step ms", "fast_conv_weight_grad_step_ms", ".1f"),
+                        ("fast_small_map_convs step ms", "fast_small_map_convs_step_ms", ".1f"),
                         ("speed-up", "speedup", ".2f")])
     write_json(args.out, {"machine": machine(), "layers": rows, "training_step": steps})
 

@@ -2,7 +2,7 @@
 side by side in one run:
 
 * ResNet-18 (torchvision, 10 classes), batch 32, 3x32x32 input; float32 also
-  with ``torchqat.nn.fast_conv_weight_grad`` (the weight gradient torchqat's
+  with ``torchqat.nn.fast_small_map_convs`` (the weight gradient torchqat's
   QAT convs use);
 * a small BERT (transformers BertForSequenceClassification, hidden 256,
   4 layers, 4 heads), batch 16, sequence 128.
@@ -111,7 +111,7 @@ def resnet_variants():
         # torchqat's QAT convs compute small maps' weight gradients by per-tap
         # GEMMs (torchqat/nn/conv_grad.py); the same for float, to compare like with like.
         "float32, fast conv weight grad": lambda: _FAST_GRAD.enter_context(
-            torchqat.nn.fast_conv_weight_grad(float_model())),
+            torchqat.nn.fast_small_map_convs(float_model())),
         "torchqat int8": lambda: torchqat.prepare_qat(float_model(), torchqat.QConfig.int8()),
         "torch.ao eager (x86)": ao_eager_resnet,
         "torchao QAT (Linear only)": lambda: torchao_qat(float_model()),

@@ -42,7 +42,7 @@ def train(model: nn.Module, get_batch: Callable[[torch.Tensor], Tuple], n: int, 
         model.to(memory_format=torch.channels_last)
     model.train()
     done = 0
-    with torchqat.nn.fast_conv_weight_grad(model), \
+    with torchqat.nn.fast_small_map_convs(model), \
             tqdm(total=steps, desc=desc, unit="step", dynamic_ncols=True) as bar:
         while done < steps:
             for idx in batches(n, batch_size, True, generator):

@@ -53,6 +53,21 @@ def test_weight_grad_by_taps_matches_the_definition(geometry, channels_last):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_forward_and_input_grad_by_taps_match_float64_conv(geometry):
+    """Every geometry, whether or not conv2d takes the path for it: the per-tap
+    forward and input gradient against float64 F.conv2d and its autograd."""
+    n, c, k, h, w, kernel, stride, padding, dilation = geometry
+    gen = torch.Generator().manual_seed(sum(geometry[:5]) + 1)
+    x = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(k, c, *kernel, generator=gen, dtype=torch.float64)
+    ref = F.conv2d(x, weight, None, stride, padding, dilation)
+    g = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+    (ref_grad,) = torch.autograd.grad(ref, x, g)
+    torch.testing.assert_close(conv_grad.conv2d_by_taps(x.detach(), weight, stride, padding, dilation), ref)
+    torch.testing.assert_close(conv_grad.input_grad_by_taps(g, weight, x.shape, stride, padding, dilation), ref_grad)
+
+
 @pytest.mark.parametrize("geometry", GEOMETRIES[:-1])
 @pytest.mark.parametrize("bias", [False, True])
 def test_conv2d_output_and_gradients_match_f_conv2d(geometry, bias):
@@ -67,7 +82,7 @@ def test_conv2d_output_and_gradients_match_f_conv2d(geometry, bias):
     theirs_leaves = [t.detach().clone().requires_grad_() for t in leaves]
     theirs = F.conv2d(theirs_leaves[0], theirs_leaves[1], theirs_leaves[2] if bias else None, stride, padding,
                       dilation)
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     g = torch.randn(ours.shape, generator=gen)
     for a, b_ in zip(torch.autograd.grad(ours, leaves, g), torch.autograd.grad(theirs, theirs_leaves, g)):
         torch.testing.assert_close(a, b_, rtol=1e-5, atol=1e-5)
@@ -94,14 +109,14 @@ def test_the_path_is_taken_only_where_it_helps():
         assert not uses(x, w, 1, 1, 1, 1)
 
 
-def test_fast_conv_weight_grad_keeps_the_model_and_its_gradients():
+def test_fast_small_map_convs_keeps_the_model_and_its_gradients():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1, padding_mode="reflect"),
                           nn.Conv2d(8, 4, 3, 1, 1, groups=2), nn.Flatten(), nn.Linear(4 * 4, 2))
     x = torch.randn(5, 3, 8, 8)
     keys = list(model.state_dict())
     expected = torch.autograd.grad(model(x).square().sum(), list(model.parameters()))
-    with torchqat.nn.fast_conv_weight_grad(model):
+    with torchqat.nn.fast_small_map_convs(model):
         assert type(model[2]) is not nn.Conv2d and isinstance(model[2], nn.Conv2d)
         got = torch.autograd.grad(model(x).square().sum(), list(model.parameters()))
     assert all(type(m) is nn.Conv2d for m in (model[0], model[2], model[3]))

@@ -1,7 +1,7 @@
 """QAT modules: quantizers and the layers that use them."""
 
 from .conv_bn import QuantConvBn1d, QuantConvBn2d
-from .conv_grad import fast_conv_weight_grad
+from .conv_grad import fast_small_map_convs
 from .modules import (QuantAdd, QuantAttention, QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear,
                       QuantMatMul)
 from .quantizer import Quantizer
@@ -17,5 +17,5 @@ __all__ = [
     "QuantMatMul",
     "QuantAdd",
     "QuantAttention",
-    "fast_conv_weight_grad",
+    "fast_small_map_convs",
 ]

@@ -1,17 +1,20 @@
-"""Conv2d with a faster weight gradient for small feature maps on the CPU.
+"""Conv2d that trains faster over small feature maps on the CPU.
 
 oneDNN's weight-gradient kernel for a 3x3 convolution over a 1x1 or 2x2 map
 (ResNet's last stages on small images) runs at a few percent of the
 machine's float throughput: on a 2-core AVX2 machine the weight gradient of
-ResNet-18's layer4 convs on 28x28 images takes 134 ms a batch of 256, and
-the convs' backward is three quarters of a training step. Where the output
+ResNet-18's layer4 convs on 28x28 images takes 72 ms a batch of 128, and
+the convs' backward was three quarters of a training step. Where the output
 has at most ``TAP_GEMM_MAX_POSITIONS`` positions, the weight gradient here is
 one GEMM per kernel tap over the input positions that tap reads (a tap
-that reads only padding gets zeros, with no GEMM): the same sums, 1.2 ms
-for that layer. Larger maps, groups, CUDA and torch.compile use
-``F.conv2d`` unchanged (``benchmarks/conv_weight_grad.py`` measures both).
+that reads only padding gets zeros, with no GEMM): the same sums, 1 ms for
+that layer. Up to ``TAP_GEMM_MAX_POSITIONS_DATA`` positions the forward and
+the input gradient are per-tap GEMMs too: a 3x3 conv over a 1x1 map with
+padding 1 reads its centre tap only, and oneDNN multiplies all nine.
+Larger maps, groups, CUDA, inference and torch.compile use ``F.conv2d``
+unchanged (``benchmarks/conv_weight_grad.py`` measures both).
 
-The QAT convs use it; ``fast_conv_weight_grad(model)`` lends it to a float
+The QAT convs use it; ``fast_small_map_convs(model)`` lends it to a float
 model's ``nn.Conv2d`` layers while training (the examples' float baselines).
 """
 
@@ -26,9 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-# Measured on a 2-core AVX2 machine at batch 256: per-tap GEMMs win up to 4x4
-# outputs (16 positions, 3.3x faster at stride 2) and lose from 7x7 on.
+# Measured on a 2-core AVX2 machine at batch 128-256: per-tap GEMMs win the
+# weight gradient up to 4x4 outputs (16 positions, 3x faster at stride 2) and
+# lose from 7x7 on; the forward and input gradient up to 2x2 outputs (1x1:
+# 5x faster), at parity at 4x4.
 TAP_GEMM_MAX_POSITIONS = 16
+TAP_GEMM_MAX_POSITIONS_DATA = 4
 
 _Pair = Union[int, Tuple[int, int]]
 
@@ -39,8 +45,8 @@ def _pair(v: _Pair) -> Tuple[int, int]:
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias=None, stride: _Pair = 1, padding=0,
            dilation: _Pair = 1, groups: int = 1) -> torch.Tensor:
-    """``F.conv2d``, same arguments and result; the weight gradient of a
-    small output map is computed by per-tap GEMMs (see the module doc)."""
+    """``F.conv2d``, same arguments and result (to float rounding); small
+    output maps train through per-tap GEMMs (see the module doc)."""
     if not _uses_tap_gemm(input, weight, stride, padding, dilation, groups):
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     return _TapGemmConv2d.apply(input, weight, bias, _pair(stride), _pair(padding), _pair(dilation))
@@ -50,11 +56,8 @@ def _uses_tap_gemm(input, weight, stride, padding, dilation, groups) -> bool:
     if (groups != 1 or isinstance(padding, str) or input.device.type != "cpu" or input.dim() != 4
             or not torch.is_grad_enabled() or not weight.requires_grad or torch.compiler.is_compiling()):
         return False
-    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
-    kh, kw = weight.shape[-2:]
-    out_h = (input.shape[-2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    out_w = (input.shape[-1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    return 0 < out_h * out_w <= TAP_GEMM_MAX_POSITIONS
+    return 0 < _output_positions(input, weight, _pair(stride), _pair(padding), _pair(dilation)) \
+        <= TAP_GEMM_MAX_POSITIONS
 
 
 def _tap_range(out_size: int, in_size: int, stride: int, offset: int) -> Tuple[int, int]:
@@ -65,29 +68,74 @@ def _tap_range(out_size: int, in_size: int, stride: int, offset: int) -> Tuple[i
     return first, max(first, last + 1)
 
 
-def weight_grad_by_taps(grad_output: torch.Tensor, input: torch.Tensor, kernel_size: Tuple[int, int],
-                         stride: Tuple[int, int], padding: Tuple[int, int],
-                         dilation: Tuple[int, int]) -> torch.Tensor:
-    """d(loss)/d(weight) of a groups=1 conv2d: for tap (i, j),
-    sum over batch and output positions of grad_output[k] * input[c] at the
-    position the tap reads, as a (positions x out) ^T (positions x in) GEMM."""
-    n, c, in_h, in_w = input.shape
-    k, out_h, out_w = grad_output.shape[1:]
-    # Channels-last views: a tap's rows are then (position, channel) matrices.
-    x = input.permute(0, 2, 3, 1)
-    g = grad_output.permute(0, 2, 3, 1)
-    taps = input.new_zeros(kernel_size[0], kernel_size[1], k, c)
+def _taps(out_hw, in_hw, kernel_size, stride, padding, dilation):
+    """(i, j, output rows, output cols, input rows, input cols) of every
+    kernel tap that reads any input: the output positions whose tap (i, j)
+    lands inside the input, and the input positions it reads there, as
+    slices of the NHWC views. Taps that read only padding are left out."""
     for i in range(kernel_size[0]):
-        r0, r1 = _tap_range(out_h, in_h, stride[0], i * dilation[0] - padding[0])
+        r0, r1 = _tap_range(out_hw[0], in_hw[0], stride[0], i * dilation[0] - padding[0])
         for j in range(kernel_size[1]):
-            c0, c1 = _tap_range(out_w, in_w, stride[1], j * dilation[1] - padding[1])
+            c0, c1 = _tap_range(out_hw[1], in_hw[1], stride[1], j * dilation[1] - padding[1])
             if r0 == r1 or c0 == c1:
-                continue  # this tap reads only padding
+                continue
             top, left = r0 * stride[0] + i * dilation[0] - padding[0], c0 * stride[1] + j * dilation[1] - padding[1]
-            rows = x[:, top:top + (r1 - r0 - 1) * stride[0] + 1:stride[0],
-                     left:left + (c1 - c0 - 1) * stride[1] + 1:stride[1]].reshape(-1, c)
-            torch.mm(g[:, r0:r1, c0:c1].reshape(-1, k).t(), rows, out=taps[i, j])
+            yield (i, j, slice(r0, r1), slice(c0, c1),
+                   slice(top, top + (r1 - r0 - 1) * stride[0] + 1, stride[0]),
+                   slice(left, left + (c1 - c0 - 1) * stride[1] + 1, stride[1]))
+
+
+def weight_grad_by_taps(grad_output: torch.Tensor, input: torch.Tensor, kernel_size: Tuple[int, int],
+                        stride: Tuple[int, int], padding: Tuple[int, int],
+                        dilation: Tuple[int, int]) -> torch.Tensor:
+    """d(loss)/d(weight) of a groups=1 conv2d: for tap (i, j), the sum over
+    batch and output positions of grad_output[k] * input[c] at the position
+    the tap reads, as a (positions x out)^T (positions x in) GEMM."""
+    c, k = input.shape[1], grad_output.shape[1]
+    x, g = input.permute(0, 2, 3, 1), grad_output.permute(0, 2, 3, 1)  # (position, channel) rows
+    taps = input.new_zeros(kernel_size[0], kernel_size[1], k, c)
+    for i, j, out_r, out_c, in_r, in_c in _taps(g.shape[1:3], x.shape[1:3], kernel_size, stride, padding, dilation):
+        torch.mm(g[:, out_r, out_c].reshape(-1, k).t(), x[:, in_r, in_c].reshape(-1, c), out=taps[i, j])
     return taps.permute(2, 3, 0, 1)
+
+
+def conv2d_by_taps(input: torch.Tensor, weight: torch.Tensor, stride: Tuple[int, int], padding: Tuple[int, int],
+                   dilation: Tuple[int, int]) -> torch.Tensor:
+    """A groups=1 conv2d without bias, one GEMM per tap that reads input:
+    on a 1x1 output map with padding 1 only the centre tap of a 3x3 kernel
+    does, where oneDNN multiplies all nine. Channels-last result."""
+    n, c, in_h, in_w = input.shape
+    k, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
+    out_h = (in_h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    out_w = (in_w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    x = input.permute(0, 2, 3, 1)
+    out = input.new_zeros(n, out_h, out_w, k)
+    for i, j, out_r, out_c, in_r, in_c in _taps((out_h, out_w), (in_h, in_w), (kh, kw), stride, padding, dilation):
+        rows = x[:, in_r, in_c]
+        out[:, out_r, out_c] += (rows.reshape(-1, c) @ weight[:, :, i, j].t()).view(*rows.shape[:3], k)
+    return out.permute(0, 3, 1, 2)
+
+
+def input_grad_by_taps(grad_output: torch.Tensor, weight: torch.Tensor, input_shape, stride: Tuple[int, int],
+                       padding: Tuple[int, int], dilation: Tuple[int, int]) -> torch.Tensor:
+    """d(loss)/d(input) of conv2d_by_taps: each tap's GEMM transposed, added
+    where the tap read. Channels-last result."""
+    n, c, in_h, in_w = input_shape
+    k = weight.shape[0]
+    g = grad_output.permute(0, 2, 3, 1)
+    grad = grad_output.new_zeros(n, in_h, in_w, c)
+    for i, j, out_r, out_c, in_r, in_c in _taps(g.shape[1:3], (in_h, in_w), weight.shape[2:], stride, padding,
+                                                 dilation):
+        rows = g[:, out_r, out_c]
+        grad[:, in_r, in_c] += (rows.reshape(-1, k) @ weight[:, :, i, j]).view(*rows.shape[:3], c)
+    return grad.permute(0, 3, 1, 2)
+
+
+def _output_positions(input, weight, stride, padding, dilation) -> int:
+    kh, kw = weight.shape[-2:]
+    out_h = (input.shape[-2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    out_w = (input.shape[-1] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    return out_h * out_w
 
 
 class _TapGemmConv2d(torch.autograd.Function):
@@ -95,7 +143,10 @@ class _TapGemmConv2d(torch.autograd.Function):
     def forward(ctx, input, weight, bias, stride, padding, dilation):
         ctx.save_for_backward(input, weight)
         ctx.conv = (stride, padding, dilation, bias is not None)
-        return F.conv2d(input, weight, bias, stride, padding, dilation)
+        if _output_positions(input, weight, stride, padding, dilation) > TAP_GEMM_MAX_POSITIONS_DATA:
+            return F.conv2d(input, weight, bias, stride, padding, dilation)
+        out = conv2d_by_taps(input, weight, stride, padding, dilation)
+        return out if bias is None else out + bias.reshape(1, -1, 1, 1)
 
     @staticmethod
     @once_differentiable
@@ -104,12 +155,15 @@ class _TapGemmConv2d(torch.autograd.Function):
         stride, padding, dilation, has_bias = ctx.conv
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_input = torch.ops.aten.convolution_backward(
-                grad_output, input, weight, None, list(stride), list(padding), list(dilation), False, [0, 0], 1,
-                [True, False, False])[0]
+            if _output_positions(input, weight, stride, padding, dilation) > TAP_GEMM_MAX_POSITIONS_DATA:
+                grad_input = torch.ops.aten.convolution_backward(
+                    grad_output, input, weight, None, list(stride), list(padding), list(dilation), False, [0, 0],
+                    1, [True, False, False])[0]
+            else:
+                grad_input = input_grad_by_taps(grad_output, weight, input.shape, stride, padding, dilation)
         if ctx.needs_input_grad[1]:
             grad_weight = weight_grad_by_taps(grad_output, input, tuple(weight.shape[-2:]), stride, padding,
-                                               dilation).contiguous(memory_format=_memory_format(weight))
+                                              dilation).contiguous(memory_format=_memory_format(weight))
         if has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_output.sum((0, 2, 3))
         return grad_input, grad_weight, grad_bias, None, None, None
@@ -133,10 +187,10 @@ class _FastGradConv2d(nn.Conv2d):
 
 
 @contextlib.contextmanager
-def fast_conv_weight_grad(model: nn.Module):
-    """While inside, the model's plain ``nn.Conv2d`` layers compute their
-    weight gradient as ``conv2d`` does; parameters, ``state_dict`` and results
-    are unchanged, and the layers are plain ``nn.Conv2d`` again on exit."""
+def fast_small_map_convs(model: nn.Module):
+    """While inside, the model's plain ``nn.Conv2d`` layers train as
+    ``conv2d`` does; parameters and ``state_dict`` are unchanged, results the
+    same to float rounding, and the layers are plain ``nn.Conv2d`` on exit."""
     convs = [m for m in model.modules() if type(m) is nn.Conv2d]
     for m in convs:
         m.__class__ = _FastGradConv2d
