@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .quantizer import is_channels_last
+
 # Measured on a 2-core AVX2 machine at batch 128-256: per-tap GEMMs win the
 # weight gradient up to 4x4 outputs (16 positions, 3x faster at stride 2) and
 # lose from 7x7 on; the forward and input gradient up to 2x2 outputs (1x1:
@@ -163,15 +165,11 @@ class _TapGemmConv2d(torch.autograd.Function):
                 grad_input = input_grad_by_taps(grad_output, weight, input.shape, stride, padding, dilation)
         if ctx.needs_input_grad[1]:
             grad_weight = weight_grad_by_taps(grad_output, input, tuple(weight.shape[-2:]), stride, padding,
-                                              dilation).contiguous(memory_format=_memory_format(weight))
+                                              dilation).contiguous(
+                memory_format=torch.channels_last if is_channels_last(weight) else torch.contiguous_format)
         if has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_output.sum((0, 2, 3))
         return grad_input, grad_weight, grad_bias, None, None, None
-
-
-def _memory_format(t: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() \
-        else torch.contiguous_format
 
 
 def conv2d_module_forward(conv: nn.Conv2d, input: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
@@ -182,7 +180,7 @@ def conv2d_module_forward(conv: nn.Conv2d, input: torch.Tensor, weight: torch.Te
     return conv2d(input, weight, bias, conv.stride, padding, conv.dilation, conv.groups)
 
 
-class _FastGradConv2d(nn.Conv2d):
+class _SmallMapConv2d(nn.Conv2d):
     _conv_forward = conv2d_module_forward
 
 
@@ -193,7 +191,7 @@ def fast_small_map_convs(model: nn.Module):
     same to float rounding, and the layers are plain ``nn.Conv2d`` on exit."""
     convs = [m for m in model.modules() if type(m) is nn.Conv2d]
     for m in convs:
-        m.__class__ = _FastGradConv2d
+        m.__class__ = _SmallMapConv2d
     try:
         yield model
     finally:

@@ -18,14 +18,15 @@ _FP8_MAX = {"e4m3": 448.0, "e5m2": 57344.0}
 _EPS = torch.finfo(torch.float32).eps
 
 
-def _is_channels_last(x: torch.Tensor) -> bool:
+def is_channels_last(x: torch.Tensor) -> bool:
+    """A 4-D tensor laid out NHWC (and not also NCHW, as size-1 dims allow)."""
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def in_memory_order(x: torch.Tensor) -> torch.Tensor:
     """The NHWC view of a channels-last 4-D tensor (contiguous, no copy),
     else x: per-tensor and axis-0 statistics are the same on it."""
-    return x.permute(0, 2, 3, 1) if _is_channels_last(x) else x
+    return x.permute(0, 2, 3, 1) if is_channels_last(x) else x
 
 
 def keeping_layout(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -34,7 +35,7 @@ def keeping_layout(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) 
     conv weight would come back NCHW and every conv after it fall back to
     oneDNN's slower NCHW kernels; ``fn`` gets ``in_memory_order(x)`` and its
     result is viewed back."""
-    if _is_channels_last(x):
+    if is_channels_last(x):
         return fn(in_memory_order(x)).permute(0, 3, 1, 2)
     return fn(x)
 
