@@ -193,3 +193,36 @@ def test_cuda_matches_cpu():
             x_cpu = x.clone().requires_grad_()
             torchqat.fake_quantize(x_cpu, scale, zp, -128, 127, axis=axis, group_size=group).sum().backward()
             assert torch.equal(xc.grad.cpu(), x_cpu.grad)
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, -3])
+@pytest.mark.parametrize("op", ["affine", "fp8", "lsq"])
+def test_channels_last_input_gives_channels_last_output(axis, op):
+    """As torch's fake quantization: a channels-last x comes back channels-last,
+    with the values and gradients the NCHW tensor gets (the op runs on the
+    NHWC view, the axis renumbered)."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 4, 3, generator=gen)
+    channels = 1 if axis is None else x.shape[axis]
+    scale = torch.rand(channels, generator=gen) * 0.05 + 0.02
+    zero = torch.randint(-3, 3, (channels,), generator=gen, dtype=torch.int32)
+
+    def run(t, s):
+        if op == "affine":
+            return torchqat.fake_quantize(t, s, zero, -8, 7, axis)
+        if op == "fp8":
+            return torchqat.fake_quantize_fp8(t, s, "e4m3", axis)
+        return torchqat.lsq_fake_quantize(t, s, zero.float(), -8, 7, None, axis)
+
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        t = x.contiguous(memory_format=layout).requires_grad_()
+        s = scale.clone().requires_grad_(op == "lsq")
+        y = run(t, s)
+        assert y.is_contiguous(memory_format=layout)
+        grads = torch.autograd.grad(y.sum() + (y * y).sum(), [t, s] if op == "lsq" else [t])
+        results.append((y, grads))
+    (y0, g0), (y1, g1) = results
+    torch.testing.assert_close(y1, y0, rtol=0, atol=0)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

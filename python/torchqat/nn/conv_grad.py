@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .quantizer import is_channels_last
+from .._layout import is_channels_last
 
 # Measured on a 2-core AVX2 machine at batch 128-256: per-tap GEMMs win the
 # weight gradient up to 4x4 outputs (16 positions, 3x faster at stride 2) and

@@ -10,34 +10,13 @@ import torch
 from torch import nn
 
 from .._fake_quant import fake_quantize, fake_quantize_fp8
+from .._layout import in_memory_order, keeping_layout
 from .._lsq import lsq_fake_quantize, qparams_from_range
 from ..observers import HistogramObserver
 from ..qconfig import QuantSpec
 
 _FP8_MAX = {"e4m3": 448.0, "e5m2": 57344.0}
 _EPS = torch.finfo(torch.float32).eps
-
-
-def is_channels_last(x: torch.Tensor) -> bool:
-    """A 4-D tensor laid out NHWC (and not also NCHW, as size-1 dims allow)."""
-    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
-def in_memory_order(x: torch.Tensor) -> torch.Tensor:
-    """The NHWC view of a channels-last 4-D tensor (contiguous, no copy),
-    else x: per-tensor and axis-0 statistics are the same on it."""
-    return x.permute(0, 2, 3, 1) if is_channels_last(x) else x
-
-
-def keeping_layout(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """``fn(x)`` with x's channels-last layout kept. The ops walk memory in
-    order and return contiguous tensors, so a channels-last activation or
-    conv weight would come back NCHW and every conv after it fall back to
-    oneDNN's slower NCHW kernels; ``fn`` gets ``in_memory_order(x)`` and its
-    result is viewed back."""
-    if is_channels_last(x):
-        return fn(in_memory_order(x)).permute(0, 3, 1, 2)
-    return fn(x)
 
 
 class Quantizer(nn.Module):
@@ -102,6 +81,8 @@ class Quantizer(nn.Module):
 
     # ---- forward -----------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Observers and the fused observe-and-quantize op see a channels-last
+        # tensor's NHWC view too (axis 0 and per-tensor statistics are alike).
         return keeping_layout(self._forward, x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,11 +133,8 @@ class Quantizer(nn.Module):
         step = scale / c.abs().clamp_min(_EPS)
         qmin, qmax = self.quant_min, self.quant_max
         w_detached = w.detach()
-
-        def quantize(t):
-            return fake_quantize(t, step, zero_point, qmin, qmax, 0)
-
-        return keeping_layout(quantize, w), lambda: keeping_layout(quantize, w_detached)
+        return (fake_quantize(w, step, zero_point, qmin, qmax, 0),
+                lambda: fake_quantize(w_detached, step, zero_point, qmin, qmax, 0))
 
     def replay(self, x) -> Optional[Callable[[], torch.Tensor]]:
         """A function that fake-quantizes ``x`` (a tensor, or a function that
@@ -171,10 +149,9 @@ class Quantizer(nn.Module):
         axis, group = self.axis, self.group_size
         if self.spec.fp8:
             fmt = self.spec.fp8
-            return lambda: keeping_layout(lambda t: fake_quantize_fp8(t, scale, fmt, axis, group), source())
+            return lambda: fake_quantize_fp8(source(), scale, fmt, axis, group)
         qmin, qmax = self.quant_min, self.quant_max
-        return lambda: keeping_layout(lambda t: fake_quantize(t, scale, zero_point, qmin, qmax, axis, group),
-                                      source())
+        return lambda: fake_quantize(source(), scale, zero_point, qmin, qmax, axis, group)
 
     def _observe(self, x: torch.Tensor) -> None:
         """Fold x's range into min_val / max_val as the spec's observer says."""
