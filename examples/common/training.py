@@ -28,8 +28,8 @@ def train(model: nn.Module, get_batch: Callable[[torch.Tensor], Tuple], n: int, 
     rate; ``get_batch(indices)`` gives (inputs, labels), inputs a tensor or a
     dict of keyword inputs. ``channels_last`` trains a conv net in NHWC
     (oneDNN's faster layout on the CPU) and hands the model back in NCHW.
-    Plain ``nn.Conv2d`` layers train with torchqat's faster weight gradient
-    for small maps (QAT convs always do)."""
+    Plain ``nn.Conv2d`` layers train small maps by torchqat's per-tap GEMMs
+    (``fast_small_map_convs``; QAT convs always do)."""
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "adamw":

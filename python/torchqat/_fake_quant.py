@@ -8,7 +8,7 @@ from typing import Optional, Tuple, Union
 import torch
 
 from . import _C
-from ._layout import is_channels_last, keeping_layout, nhwc_axis
+from ._layout import keeping_layout
 
 _ScaleLike = Union[torch.Tensor, float]
 
@@ -74,12 +74,8 @@ def fake_quantize(
     """
     scale = _as_tensor(scale, x, torch.float32)
     zero_point = _as_tensor(zero_point, x, torch.int32)
-    if group_size is None and is_channels_last(x):  # a channels-last result, as torch's
-        return keeping_layout(lambda t: torch.ops.torchqat.fake_quantize(
-            t, scale, zero_point, quant_min, quant_max, nhwc_axis(axis), None), x)
-    return torch.ops.torchqat.fake_quantize(
-        x, scale, zero_point, quant_min, quant_max, axis, group_size
-    )
+    return keeping_layout(lambda t, ax: torch.ops.torchqat.fake_quantize(  # channels-last stays so, as torch's
+        t, scale, zero_point, quant_min, quant_max, ax, group_size), x, axis, group_size)
 
 
 def fake_quantize_fp8(
@@ -100,6 +96,5 @@ def fake_quantize_fp8(
     :func:`fake_quantize`.
     """
     scale = _as_tensor(scale, x, torch.float32)
-    if group_size is None and is_channels_last(x):
-        return keeping_layout(lambda t: torch.ops.torchqat.fake_quantize_fp8(t, scale, fmt, nhwc_axis(axis), None), x)
-    return torch.ops.torchqat.fake_quantize_fp8(x, scale, fmt, axis, group_size)
+    return keeping_layout(lambda t, ax: torch.ops.torchqat.fake_quantize_fp8(t, scale, fmt, ax, group_size),
+                          x, axis, group_size)

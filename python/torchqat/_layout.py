@@ -23,15 +23,12 @@ def in_memory_order(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1) if is_channels_last(x) else x
 
 
-def nhwc_axis(axis: Optional[int]) -> Optional[int]:
-    """An NCHW tensor's axis as the NHWC view numbers it."""
-    return None if axis is None else _NHWC_AXIS[axis % 4]
-
-
-def keeping_layout(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """``fn(in_memory_order(x))`` viewed back to x's dimension order; ``fn``
-    must treat the view's dimensions as x's (per-tensor statistics, or an
-    axis renumbered by ``nhwc_axis``)."""
-    if is_channels_last(x):
-        return fn(in_memory_order(x)).permute(0, 3, 1, 2)
-    return fn(x)
+def keeping_layout(fn: Callable[[torch.Tensor, Optional[int]], torch.Tensor], x: torch.Tensor,
+                   axis: Optional[int] = None, group_size: Optional[int] = None) -> torch.Tensor:
+    """``fn(x, axis)``; for a channels-last x, ``fn(in_memory_order(x), the
+    axis as the view numbers it)`` viewed back to x's dimension order. Groups
+    run along the last NCHW dimension, which the view moves: a grouped call
+    gets x as it is."""
+    if group_size is None and is_channels_last(x):
+        return fn(in_memory_order(x), None if axis is None else _NHWC_AXIS[axis % 4]).permute(0, 3, 1, 2)
+    return fn(x, axis)

@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ._layout import is_channels_last, keeping_layout, nhwc_axis
+from ._layout import keeping_layout
 
 
 def lsq_fake_quantize(
@@ -44,12 +44,8 @@ def lsq_fake_quantize(
     A ``scale`` that is not finite and positive raises an error naming the
     smallest offending value and its index (on CUDA: a device-side assertion).
     """
-    if group_size is None and is_channels_last(x):  # a channels-last result, as torch's
-        return keeping_layout(lambda t: torch.ops.torchqat.lsq_fake_quantize(
-            t, scale, zero_point, quant_min, quant_max, grad_factor, nhwc_axis(axis), None), x)
-    return torch.ops.torchqat.lsq_fake_quantize(
-        x, scale, zero_point, quant_min, quant_max, grad_factor, axis, group_size
-    )
+    return keeping_layout(lambda t, ax: torch.ops.torchqat.lsq_fake_quantize(  # channels-last stays so
+        t, scale, zero_point, quant_min, quant_max, grad_factor, ax, group_size), x, axis, group_size)
 
 
 def _mean_abs(x: torch.Tensor, axis: Optional[int], group_size: Optional[int]) -> torch.Tensor:

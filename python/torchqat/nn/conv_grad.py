@@ -107,12 +107,11 @@ def conv2d_by_taps(input: torch.Tensor, weight: torch.Tensor, stride: Tuple[int,
     on a 1x1 output map with padding 1 only the centre tap of a 3x3 kernel
     does, where oneDNN multiplies all nine. Channels-last result."""
     n, c, in_h, in_w = input.shape
-    k, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
-    out_h = (in_h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    out_w = (in_w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    k = weight.shape[0]
+    out_hw = _output_size(input, weight, stride, padding, dilation)
     x = input.permute(0, 2, 3, 1)
-    out = input.new_zeros(n, out_h, out_w, k)
-    for i, j, out_r, out_c, in_r, in_c in _taps((out_h, out_w), (in_h, in_w), (kh, kw), stride, padding, dilation):
+    out = input.new_zeros(n, *out_hw, k)
+    for i, j, out_r, out_c, in_r, in_c in _taps(out_hw, (in_h, in_w), weight.shape[2:], stride, padding, dilation):
         rows = x[:, in_r, in_c]
         out[:, out_r, out_c] += (rows.reshape(-1, c) @ weight[:, :, i, j].t()).view(*rows.shape[:3], k)
     return out.permute(0, 3, 1, 2)
@@ -133,10 +132,14 @@ def input_grad_by_taps(grad_output: torch.Tensor, weight: torch.Tensor, input_sh
     return grad.permute(0, 3, 1, 2)
 
 
-def _output_positions(input, weight, stride, padding, dilation) -> int:
+def _output_size(input, weight, stride, padding, dilation) -> Tuple[int, int]:
     kh, kw = weight.shape[-2:]
-    out_h = (input.shape[-2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    out_w = (input.shape[-1] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    return ((input.shape[-2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
+            (input.shape[-1] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1)
+
+
+def _output_positions(input, weight, stride, padding, dilation) -> int:
+    out_h, out_w = _output_size(input, weight, stride, padding, dilation)
     return out_h * out_w
 
 
@@ -145,7 +148,8 @@ class _TapGemmConv2d(torch.autograd.Function):
     def forward(ctx, input, weight, bias, stride, padding, dilation):
         ctx.save_for_backward(input, weight)
         ctx.conv = (stride, padding, dilation, bias is not None)
-        if _output_positions(input, weight, stride, padding, dilation) > TAP_GEMM_MAX_POSITIONS_DATA:
+        ctx.data_by_taps = _output_positions(input, weight, stride, padding, dilation) <= TAP_GEMM_MAX_POSITIONS_DATA
+        if not ctx.data_by_taps:
             return F.conv2d(input, weight, bias, stride, padding, dilation)
         out = conv2d_by_taps(input, weight, stride, padding, dilation)
         return out if bias is None else out + bias.reshape(1, -1, 1, 1)
@@ -157,12 +161,12 @@ class _TapGemmConv2d(torch.autograd.Function):
         stride, padding, dilation, has_bias = ctx.conv
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            if _output_positions(input, weight, stride, padding, dilation) > TAP_GEMM_MAX_POSITIONS_DATA:
+            if ctx.data_by_taps:
+                grad_input = input_grad_by_taps(grad_output, weight, input.shape, stride, padding, dilation)
+            else:
                 grad_input = torch.ops.aten.convolution_backward(
                     grad_output, input, weight, None, list(stride), list(padding), list(dilation), False, [0, 0],
                     1, [True, False, False])[0]
-            else:
-                grad_input = input_grad_by_taps(grad_output, weight, input.shape, stride, padding, dilation)
         if ctx.needs_input_grad[1]:
             grad_weight = weight_grad_by_taps(grad_output, input, tuple(weight.shape[-2:]), stride, padding,
                                               dilation).contiguous(

@@ -171,7 +171,7 @@ class QuantConv1d(_QuantConvNd, nn.Conv1d):
 class QuantConv2d(_QuantConvNd, nn.Conv2d):
     """``nn.Conv2d`` with fake-quantized input and weight (groups and depthwise included)."""
 
-    _conv_forward = conv2d_module_forward  # faster weight gradients of small maps (conv_grad.py)
+    _conv_forward = conv2d_module_forward  # small maps train by per-tap GEMMs (conv_grad.py)
 
     def __init__(self, *args, weight_spec=None, act_spec=None, relu=False, name="", **kwargs):
         nn.Conv2d.__init__(self, *args, **kwargs)

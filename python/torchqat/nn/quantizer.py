@@ -82,8 +82,8 @@ class Quantizer(nn.Module):
     # ---- forward -----------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Observers and the fused observe-and-quantize op see a channels-last
-        # tensor's NHWC view too (axis 0 and per-tensor statistics are alike).
-        return keeping_layout(self._forward, x)
+        # tensor's NHWC view too (the quantizer's axis is 0, the same on it).
+        return keeping_layout(lambda t, _: self._forward(t), x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.spec.fp8:
