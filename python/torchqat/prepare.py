@@ -13,6 +13,7 @@ in float is reported by name.
 from __future__ import annotations
 
 import copy
+import math
 import difflib
 import operator
 import warnings
@@ -28,7 +29,7 @@ from .nn.conv_bn import QuantConvBn1d, QuantConvBn2d
 from .nn.modules import (QuantAdd, QuantAttention, QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear,
                          QuantMatMul)
 from .nn.quantizer import Quantizer
-from .qconfig import QConfig, matches, unmatched_patterns
+from .qconfig import QConfig, QuantSpec, matches, unmatched_patterns
 
 QUANT_LAYERS = (QuantLinear, QuantConv1d, QuantConv2d, QuantEmbedding, QuantMatMul, QuantAdd, QuantAttention)
 _SWAP = {nn.Linear: QuantLinear, nn.Conv1d: QuantConv1d, nn.Conv2d: QuantConv2d}
@@ -50,10 +51,13 @@ class PrepareReport:
     quantized: List[str] = field(default_factory=list)
     fused: List[str] = field(default_factory=list)
     left_in_float: List[Tuple[str, str]] = field(default_factory=list)  # (name, why)
+    # Layers quantized otherwise than their spec said, and how (name, what).
+    adjusted: List[Tuple[str, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"prepare_qat ({self.mode}): {len(self.quantized)} quantized, {len(self.fused)} fused, "
                  f"{len(self.left_in_float)} left in float"]
+        lines += [f"  adjusted: {n} ({what})" for n, what in self.adjusted]
         lines += [f"  float: {n} ({why})" for n, why in self.left_in_float]
         return "\n".join(lines)
 
@@ -254,7 +258,24 @@ def _layer_specs(name, mod, qconfig, edge, report):
     if weight_spec is None and act_spec is None:
         report.left_in_float.append((name, "no specs for it in the QConfig"))
         return None
-    return weight_spec, act_spec
+    return _fit_weight_groups(name, mod, weight_spec, report), act_spec
+
+
+def _fit_weight_groups(name: str, mod: nn.Module, spec: Optional[QuantSpec], report) -> Optional[QuantSpec]:
+    """A per-group weight spec for a layer whose weight rows its groups do
+    not divide (a depthwise conv's 9 weights per filter, a conv or linear
+    over fewer input elements than a group) becomes per-channel at 8 bits or
+    more, as the low-bit presets' first and last layers, and the report says
+    so; torchao's int4 configs likewise leave such layers to a wider format."""
+    if spec is None or spec.granularity != "per_group":
+        return spec
+    row = math.prod(mod.weight.shape[1:])
+    if row % spec.group_size == 0:
+        return spec
+    fitted = spec.replace(bits=max(spec.bits, 8), granularity="per_channel", group_size=None)
+    report.adjusted.append((name, f"weight rows of {row} elements do not split into groups of {spec.group_size}: "
+                                  f"per-channel {fitted.bits}-bit weights"))
+    return fitted
 
 
 def _swap_node(gm, n, mod, modules, qconfig, edge, report) -> None:

@@ -149,7 +149,9 @@ class QConfig:
     @classmethod
     def w4a8(cls, group_size: int = 32) -> "QConfig":
         """int4 weights in groups of ``group_size`` input elements, uint8
-        activations; first and last layers at 8 bits."""
+        activations; first and last layers at 8 bits, and so are layers whose
+        weight rows the groups do not divide (depthwise convs, convs and
+        linears over few inputs): ``prepare_qat``'s report lists them."""
         weight = QuantSpec(bits=4, signed=True, symmetric=True, granularity="per_group", group_size=group_size,
                            observer="current")
         return cls(weight=weight, activation=UINT8_ACTIVATION, first_last_bits=8)

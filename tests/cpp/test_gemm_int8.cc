@@ -106,6 +106,33 @@ TEST_P(GemmVariant, MatchesTheReferenceOnOddShapesAndExtremes) {
   EXPECT_GT(cases, 1000);
 }
 
+// K beyond one slice of the AVX2 kernel (256 k pairs): partial sums carried
+// across slices, a last slice of one pair, and row blocks with a short tail.
+TEST_P(GemmVariant, MatchesTheReferenceOnLongK) {
+  if (!k::isa_supported(GetParam().isa)) {
+    GTEST_SKIP() << "this CPU cannot run the " << k::isa_name(GetParam().isa) << " GEMM; its parity test did not run";
+  }
+  const auto& ref = k::gemm_int8_variants().front();
+  std::mt19937 gen(1);
+  for (int64_t kk : {511, 512, 513, 514, 1025, 2305}) {
+    for (int64_t m : {1, 7, 61, 130}) {
+      for (int64_t n : {17, 33}) {
+        for (int fill : {0, 1}) {
+          const Problem p = make_problem(m, n, kk, gen, fill);
+          k::GemmInt8Args args;
+          args.a_zero = fill == 1 ? 0 : 101;
+          ASSERT_EQ(run<int32_t>(GetParam(), p, args), run<int32_t>(ref, p, args)) << m << "x" << n << "x" << kk;
+          args.output = k::GemmOutput::kUint8;
+          args.bias = p.bias.data();
+          args.inv_out_scale = 1.0f / 4.0f;
+          args.out_zero = 60;
+          ASSERT_EQ(run<uint8_t>(GetParam(), p, args), run<uint8_t>(ref, p, args)) << m << "x" << n << "x" << kk;
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllVariants, GemmVariant, ::testing::ValuesIn(k::gemm_int8_variants()),
                          [](const auto& info) { return std::string(k::isa_name(info.param.isa)); });
 

@@ -120,6 +120,32 @@ def test_mobilenet_v2_depthwise_convs_run_the_integer_kernel_and_equal_the_qat_l
     _assert_integer_layers_equal_qat(qat, exported, torch.randn(16, 3, 32, 32))
 
 
+def test_mobilenet_v2_w4a8_runs_integer_kernels_where_int4_groups_do_not_fit():
+    """QConfig.w4a8 on MobileNetV2: layers whose weight rows groups of 32 do
+    not divide (the depthwise convs' 9 weights per filter, 1x1 convs over 16 or
+    24 channels, 3x3 ones over 144 input elements) get per-channel int8 weights,
+    reported by prepare_qat, and deploy on the INT8 kernels; the rest on W4A8."""
+    torch.manual_seed(0)
+    inputs = [torch.randn(8, 3, 32, 32) for _ in range(4)]
+    qat = _trained_qat(torchvision.models.mobilenet_v2(num_classes=10), torchqat.QConfig.w4a8(), inputs)
+    adjusted = dict(qat.torchqat_report.adjusted)
+    depthwise = [n for n, m in qat.named_modules() if getattr(m, "groups", 1) > 1]
+    assert len(depthwise) == 17 and set(depthwise) <= set(adjusted)
+    assert adjusted["features.1.conv.0.0"] == ("weight rows of 9 elements do not split into groups of 32: "
+                                               "per-channel 8-bit weights")
+    for name, _ in adjusted.items():
+        spec = qat.get_submodule(name).weight_quantizer.spec
+        assert spec.bits == 8 and spec.granularity == "per_channel"
+    grouped = [n for n, m in qat.named_modules()
+               if isinstance(m, torchqat.nn.QuantConv2d) and m.weight_quantizer.spec.granularity == "per_group"]
+    assert grouped and all(n not in adjusted for n in grouped)
+    exported = torchqat.export(qat)
+    report = exported.torchqat_export_report
+    assert report.count("int8 depthwise conv") == 17 and report.count("w4a8 conv") == len(grouped)
+    assert "float on the quantized grid" not in str(report)
+    _assert_integer_layers_equal_qat(qat, exported, torch.randn(16, 3, 32, 32))
+
+
 def test_integer_accumulators_and_requantized_outputs_equal_the_qat_layers():
     torch.manual_seed(0)
     inputs = [torch.randn(8, 3, 8, 8) for _ in range(3)]

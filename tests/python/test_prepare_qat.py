@@ -224,6 +224,22 @@ def test_calibrate_then_freeze():
         torchqat.calibrate(qat, [])
 
 
+def test_layers_whose_weight_rows_groups_do_not_divide_get_8_bit_per_channel_weights():
+    """Groups of 48 divide ResNet-18's 3x3 rows (9 x 64 .. 9 x 512) but not its
+    1x1 downsample convs' (64, 128, 256): those three get per-channel int8
+    weights and the report names them; the 3x3 convs keep int4 groups."""
+    qat = torchqat.prepare_qat(resnet18(), QConfig.w4a8(group_size=48))
+    adjusted = dict(qat.torchqat_report.adjusted)
+    assert sorted(adjusted) == ["layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"]
+    assert adjusted["layer3.0.downsample.0"] == ("weight rows of 128 elements do not split into groups of 48: "
+                                                 "per-channel 8-bit weights")
+    assert "adjusted: layer2.0.downsample.0" in str(qat.torchqat_report)
+    spec = qat.get_submodule("layer2.0.downsample.0").weight_quantizer.spec
+    assert (spec.bits, spec.granularity, spec.group_size) == (8, "per_channel", None)
+    spec = qat.get_submodule("layer2.0.conv1").weight_quantizer.spec
+    assert (spec.bits, spec.granularity, spec.group_size) == (4, "per_group", 48)
+
+
 def test_bad_input():
     with pytest.raises(RuntimeError, match="already prepared"):
         torchqat.prepare_qat(torchqat.prepare_qat(resnet18()))
@@ -234,8 +250,6 @@ def test_bad_input():
             fn(resnet18())
     with pytest.warns(UserWarning, match=r"'layer5\.\*' matches no module name; did you mean"):
         torchqat.prepare_qat(resnet18(), QConfig.int8().skip("layer5.*"))
-    with pytest.raises(ValueError, match="per-group size 48 does not divide"):
-        torchqat.prepare_qat(resnet18(), QConfig.w4a8(group_size=48))
     with pytest.raises(TypeError, match="qconfig must be a torchqat.QConfig"):
         torchqat.prepare_qat(resnet18(), "int8")
     with pytest.raises(TypeError, match="layer pattern must be"):
