@@ -134,6 +134,31 @@ TEST(QatExport, W4a8ConvsRunTheW4a8Kernel) {
   EXPECT_TRUE(torch::equal(got.argmax(1), expected.argmax(1)));
 }
 
+// A conv over 16 channels x 3 x 3 = 144 weights per filter cannot be split
+// into groups of 32: prepare_qat gives it per-channel int8 weights, and it
+// deploys on the INT8 conv between two W4A8 ones.
+TEST(QatExport, W4a8LayersWhoseRowsGroupsDoNotDivideGetInt8Weights) {
+  using namespace torch::nn;
+  torch::manual_seed(0);
+  auto model = Sequential(Conv2d(Conv2dOptions(3, 32, 3).padding(1)), ReLU(), Conv2d(Conv2dOptions(32, 16, 1)),
+                          ReLU(), Conv2d(Conv2dOptions(16, 32, 3).padding(1)), ReLU(),
+                          Conv2d(Conv2dOptions(32, 32, 3).padding(1).stride(2)), ReLU(), Flatten(),
+                          Linear(32 * 4 * 4, 10));
+  auto qat = torchqat::prepare_qat(model, QConfig::w4a8());
+  const auto* fitted = qat[2]->as<torchqat::QuantConv2dImpl>();
+  ASSERT_NE(fitted, nullptr);
+  EXPECT_EQ(fitted->weight_quantizer->spec().bits, 8);
+  EXPECT_EQ(fitted->weight_quantizer->spec().granularity, torchqat::Granularity::kPerChannel);
+  const auto x = torch::randn({32, 3, 8, 8});
+  train_briefly(*qat, [&](const torch::Tensor& in) { return qat->forward(in); }, x, torch::arange(32) % 10);
+  torchqat::freeze(*qat);
+  const auto expected = qat->forward(x).detach();
+  const auto report = torchqat::export_model(*qat);
+  const std::string int8 = "int8 conv (im2col + GEMM)", w4a8 = "w4a8 conv (int4 weights x uint8 input, im2col + W4A8 kernel)";
+  EXPECT_EQ(kernels_of(report), (std::vector<std::string>{int8, w4a8, int8, w4a8, "int8 GEMM"}));
+  EXPECT_LT(relative_error(qat->forward(x), expected), 1e-4);
+}
+
 // A custom module holds its layers by type: they are switched in place.
 struct TwoLayerNet : torch::nn::Module {
   TwoLayerNet(const QConfig& config) {
