@@ -29,7 +29,7 @@ from .nn.conv_bn import QuantConvBn1d, QuantConvBn2d
 from .nn.modules import (QuantAdd, QuantAttention, QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear,
                          QuantMatMul)
 from .nn.quantizer import Quantizer
-from .qconfig import QConfig, QuantSpec, matches, unmatched_patterns
+from .qconfig import QConfig, QuantSpec, matches, unmatched_patterns, widened
 
 QUANT_LAYERS = (QuantLinear, QuantConv1d, QuantConv2d, QuantEmbedding, QuantMatMul, QuantAdd, QuantAttention)
 _SWAP = {nn.Linear: QuantLinear, nn.Conv1d: QuantConv1d, nn.Conv2d: QuantConv2d}
@@ -272,7 +272,7 @@ def _fit_weight_groups(name: str, mod: nn.Module, spec: Optional[QuantSpec], rep
     row = math.prod(mod.weight.shape[1:])
     if row % spec.group_size == 0:
         return spec
-    fitted = spec.replace(bits=max(spec.bits, 8), granularity="per_channel", group_size=None)
+    fitted = widened(spec, 8)
     report.adjusted.append((name, f"weight rows of {row} elements do not split into groups of {spec.group_size}: "
                                   f"per-channel {fitted.bits}-bit weights"))
     return fitted

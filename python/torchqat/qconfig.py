@@ -218,9 +218,14 @@ class QConfig:
 def _at_least_bits(spec: Optional[QuantSpec], bits: int) -> Optional[QuantSpec]:
     if spec is None or spec.fp8 or spec.bits >= bits:
         return spec
-    # 8-bit edge layers: per-channel weights rather than small groups.
+    return widened(spec, bits)
+
+
+def widened(spec: QuantSpec, bits: int) -> QuantSpec:
+    """``spec`` with at least ``bits`` bits; per-group becomes per-channel
+    (an 8-bit layer wants per-channel weights, not small groups)."""
     gran = "per_channel" if spec.granularity == "per_group" else spec.granularity
-    return spec.replace(bits=bits, granularity=gran, group_size=None)
+    return spec.replace(bits=max(spec.bits, bits), granularity=gran, group_size=None)
 
 
 def _check_pattern(pattern: Pattern) -> None:
