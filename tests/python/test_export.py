@@ -10,7 +10,8 @@ from torch import nn
 
 import torchqat
 from torchqat.deploy.layers import (ClampUint8, FloatWeightLayer, Int4Conv2d, Int4Embedding, Int4Linear,
-                                    Int8Conv2d, Int8DepthwiseConv2d, Int8Linear, MaxPoolUint8, QuantizedAdd)
+                                    Int8Conv2d, Int8DepthwiseConv2d, Int8GroupedConv2d, Int8Linear, MaxPoolUint8,
+                                    QuantizedAdd)
 
 
 def _trained_qat(model, qconfig, inputs, steps=3, lr=0.01):
@@ -81,7 +82,7 @@ def _assert_integer_layers_equal_qat(qat, exported, x):
     QAT layer's output up to float rounding (float hand-over) or its
     consumer's integers up to a rounding tie (uint8 hand-over); end to end
     the decisions agree."""
-    integer = (Int8Conv2d, Int8DepthwiseConv2d, Int8Linear, Int4Conv2d)
+    integer = (Int8Conv2d, Int8DepthwiseConv2d, Int8GroupedConv2d, Int8Linear, Int4Conv2d)
     names = [n for n, m in exported.named_modules() if isinstance(m, integer)]
     qat_io, qat_out = _layer_io(qat, names, x)
     ties = total = 0
@@ -118,6 +119,47 @@ def test_mobilenet_v2_depthwise_convs_run_the_integer_kernel_and_equal_the_qat_l
     relu6 = [m for m in exported.modules() if isinstance(m, (nn.ReLU6, ClampUint8))]
     assert len(relu6) == 35 and sum(isinstance(m, ClampUint8) for m in relu6) == 34
     _assert_integer_layers_equal_qat(qat, exported, torch.randn(16, 3, 32, 32))
+
+
+class _GroupedNet(nn.Module):
+    """Grouped convs: 4 groups of 8 outputs (stride 2, BN, ReLU), 8 of 4
+    (dilated, no bias), a depthwise conv with a channel multiplier of 2 (32
+    groups of 2 outputs), 2 groups of 32 outputs; the small groups run merged."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.g4, self.bn = nn.Conv2d(16, 32, 3, stride=2, padding=1, groups=4, bias=False), nn.BatchNorm2d(32)
+        self.g8 = nn.Conv2d(32, 32, 3, padding=2, dilation=2, groups=8, bias=False)
+        self.dw2 = nn.Conv2d(32, 64, 3, padding=1, groups=32)
+        self.g2 = nn.Conv2d(64, 64, 1, groups=2)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        x = F.relu(self.bn(self.g4(x)))
+        x = F.relu(self.dw2(F.relu(self.g8(x))))
+        return self.fc(self.g2(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_grouped_convs_run_the_int8_gemm_per_group_and_equal_the_qat_layers(seed, tmp_path):
+    torch.manual_seed(seed)
+    inputs = [torch.randn(8, 3, 12, 12) for _ in range(4)]
+    qat = _trained_qat(_GroupedNet(), torchqat.QConfig.int8(), inputs)
+    exported = torchqat.export(qat)
+    report = exported.torchqat_export_report
+    assert report.count("int8 grouped conv") == 4 and "float on the quantized grid" not in str(report)
+    grouped = {n: m for n, m in exported.named_modules() if isinstance(m, Int8GroupedConv2d)}
+    assert {n: (m.groups, m.merged) for n, m in grouped.items()} == {"g4": (4, 2), "g8": (8, 4), "dw2": (32, 8),
+                                                                     "g2": (2, 1)}
+    assert all(grouped[n].input_quantized for n in ("g8", "dw2", "g2"))  # uint8 hand-overs
+    _assert_integer_layers_equal_qat(qat, exported, torch.randn(16, 3, 12, 12))
+    # The TorchScript file runs the per-group loop as the eager model does.
+    x = torch.randn(4, 3, 12, 12)
+    torchqat.save(exported, tmp_path / "grouped.tqat", x)
+    with torch.no_grad():
+        assert torch.equal(torchqat.load(tmp_path / "grouped.tqat")(x), exported(x))
 
 
 def test_mobilenet_v2_w4a8_runs_integer_kernels_where_int4_groups_do_not_fit():

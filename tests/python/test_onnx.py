@@ -183,3 +183,22 @@ def test_four_bit_activations_are_refused_by_name(tmp_path):
     torchqat.calibrate(qat, [torch.randn(4, 8)])
     with pytest.raises(NotImplementedError, match=r"layer '2'.*8-bit integer activations"):
         torchqat.export_onnx(qat, torch.randn(1, 8), tmp_path / "m.onnx")
+
+
+def test_grouped_convs_run_in_onnxruntime_like_the_exported_model(tmp_path):
+    """Grouped convs (merged runs in torchqat's exported model) are one QDQ
+    Conv with its group attribute in ONNX; both compute the same network."""
+    from test_export import _GroupedNet
+
+    torch.manual_seed(0)
+    qat = _calibrated(_GroupedNet(), [torch.randn(16, 3, 12, 12) for _ in range(4)])
+    x = torch.randn(64, 3, 12, 12)
+    path = torchqat.export_onnx(qat, x[:2], tmp_path / "grouped.onnx")
+    groups = sorted(a.i for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"
+                    for a in n.attribute if a.name == "group")
+    assert groups == [1, 2, 4, 8, 32]
+    got = torch.from_numpy(_session(path).run(None, {"input0": x.numpy()})[0])
+    with torch.no_grad():
+        want = torchqat.export(qat)(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=0.02 * want.abs().max().item())
+    assert (got.argmax(1) == want.argmax(1)).float().mean() >= 0.95

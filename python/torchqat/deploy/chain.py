@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..prepare import _is_relu
-from .layers import (ActQuant, ClampUint8, Int4Conv2d, Int4Linear, Int8Conv2d, Int8DepthwiseConv2d, Int8Linear,
-                     MaxPoolUint8, QuantizedAdd)
+from .layers import (ActQuant, ClampUint8, Int4Conv2d, Int4Linear, Int8Conv2d, Int8DepthwiseConv2d,
+                     Int8GroupedConv2d, Int8Linear, MaxPoolUint8, QuantizedAdd)
 
-_INTEGER = (Int8Linear, Int8Conv2d, Int8DepthwiseConv2d)
+_INTEGER = (Int8Linear, Int8Conv2d, Int8DepthwiseConv2d, Int8GroupedConv2d)
 _PRODUCERS = _INTEGER + (Int4Conv2d,)  # layers whose epilogue can requantize to uint8
 # (consumer node, grid, consumer module, operand slot)
 Consumer = Tuple[fx.Node, ActQuant, nn.Module, int]

@@ -14,7 +14,7 @@ from ..nn.conv_bn import _ConvBnMixin
 from ..nn.modules import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear, group_rows, ungroup_rows
 from ..nn.quantizer import Quantizer
 from .layers import (ActQuant, FakeQuantize, FakeQuantizeFp8, FloatWeightLayer, Int4Conv2d, Int4Embedding,
-                     Int4Linear, Int8Conv2d, Int8DepthwiseConv2d, Int8Embedding, Int8Linear)
+                     Int4Linear, Int8Conv2d, Int8DepthwiseConv2d, Int8Embedding, Int8GroupedConv2d, Int8Linear)
 
 INT4_BLOCK = 32  # the INT4 kernel's packing block (kernels/gemv_int4.h)
 
@@ -135,8 +135,6 @@ def _int8_gemm_ok(layer: nn.Module) -> Optional[str]:
         return f"{wq.spec.describe()} weights (the INT8 GEMM takes symmetric per-channel/tensor int weights)"
     if isinstance(layer, QuantConv1d) and not isinstance(layer, QuantConv2d):
         return "Conv1d has no integer kernel"
-    if isinstance(layer, QuantConv2d) and layer.groups != 1 and not _depthwise(layer):
-        return f"grouped conv (groups={layer.groups}, not depthwise) has no integer kernel"
     return None
 
 
@@ -183,8 +181,11 @@ def lower_weighted(layer: nn.Module, name: str) -> Tuple[nn.Module, str]:
         if isinstance(layer, QuantLinear):
             return Int8Linear(ints, w_scale, bias, act, relu, name), "int8 GEMM"
         geometry = (list(layer.stride), list(layer.padding), list(layer.dilation))
-        if layer.groups != 1:
+        if _depthwise(layer):
             return Int8DepthwiseConv2d(ints, w_scale, bias, act, relu, *geometry, name), "int8 depthwise conv"
+        if layer.groups != 1:
+            return (Int8GroupedConv2d(ints, w_scale, bias, act, relu, *geometry, layer.groups, name),
+                    f"int8 grouped conv ({layer.groups} groups, im2col + GEMM each)")
         return Int8Conv2d(ints, w_scale, bias, act, relu, *geometry, name), "int8 conv (im2col + GEMM)"
     if _w4a8_conv_ok(layer):
         check_ready(aq, name)
