@@ -262,19 +262,24 @@ def _layer_specs(name, mod, qconfig, edge, report):
 
 
 def _fit_weight_groups(name: str, mod: nn.Module, spec: Optional[QuantSpec], report) -> Optional[QuantSpec]:
-    """A per-group weight spec for a layer whose weight rows its groups do
-    not divide (a depthwise conv's 9 weights per filter, a conv or linear
-    over fewer input elements than a group) becomes per-channel at 8 bits or
-    more, as the low-bit presets' first and last layers, and the report says
-    so; torchao's int4 configs likewise leave such layers to a wider format."""
+    """A per-group weight spec for a grouped or depthwise conv, or a layer
+    whose weight rows its groups do not divide (a conv or linear over fewer
+    input elements than a group), becomes per-channel at 8 bits or more, as
+    the low-bit presets' first and last layers, and the report says so: the
+    INT8 kernels deploy such layers; torchao's int4 configs likewise leave
+    them to a wider format."""
     if spec is None or spec.granularity != "per_group":
         return spec
     row = math.prod(mod.weight.shape[1:])
-    if row % spec.group_size == 0:
+    if getattr(mod, "groups", 1) != 1:
+        kind = "depthwise" if mod.groups == mod.in_channels == mod.out_channels else f"grouped ({mod.groups} groups)"
+        why = f"a {kind} conv: the int4-group kernels take groups=1"
+    elif row % spec.group_size != 0:
+        why = f"weight rows of {row} elements do not split into groups of {spec.group_size}"
+    else:
         return spec
     fitted = widened(spec, 8)
-    report.adjusted.append((name, f"weight rows of {row} elements do not split into groups of {spec.group_size}: "
-                                  f"per-channel {fitted.bits}-bit weights"))
+    report.adjusted.append((name, f"{why}: per-channel {fitted.bits}-bit weights"))
     return fitted
 
 

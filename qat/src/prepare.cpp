@@ -36,10 +36,10 @@ QuantSpec at_least_bits(QuantSpec s, int bits) {
   return s;
 }
 
-// A per-group spec on weight rows its groups do not divide becomes
-// per-channel at 8 bits or more (as prepare_qat in Python does).
-QuantSpec fit_groups(QuantSpec s, int64_t row) {
-  if (s.granularity != Granularity::kPerGroup || row % s.group_size == 0) return s;
+// A per-group spec on a grouped conv, or on weight rows its groups do not
+// divide, becomes per-channel at 8 bits or more (as prepare_qat in Python does).
+QuantSpec fit_groups(QuantSpec s, int64_t row, int64_t groups) {
+  if (s.granularity != Granularity::kPerGroup || (groups == 1 && row % s.group_size == 0)) return s;
   s.bits = std::max(s.bits, 8);
   s.granularity = Granularity::kPerChannel;
   s.group_size = 0;
@@ -51,14 +51,14 @@ struct Rewriter {
   const torch::nn::Module* first = nullptr;
   const torch::nn::Module* last = nullptr;
 
-  LayerSpecs specs_for(const torch::nn::Module* layer, const torch::Tensor& weight, const std::string& name,
-                       bool relu) const {
+  LayerSpecs specs_for(const torch::nn::Module* layer, const torch::Tensor& weight, int64_t groups,
+                       const std::string& name, bool relu) const {
     LayerSpecs s{qconfig.weight, qconfig.activation, relu, name};
     if ((layer == first || layer == last) && qconfig.first_last_bits) {
       if (s.weight) s.weight = at_least_bits(*s.weight, *qconfig.first_last_bits);
       if (s.activation) s.activation = at_least_bits(*s.activation, *qconfig.first_last_bits);
     }
-    if (s.weight) s.weight = fit_groups(*s.weight, weight.numel() / weight.size(0));
+    if (s.weight) s.weight = fit_groups(*s.weight, weight.numel() / weight.size(0), groups);
     return s;
   }
 
@@ -76,7 +76,7 @@ struct Rewriter {
         auto bn = as<torch::nn::BatchNorm2dImpl>(next(i + 1));
         const size_t after = bn ? i + 2 : i + 1;
         const bool relu = as<torch::nn::ReLUImpl>(next(after)) != nullptr;
-        const auto specs = specs_for(child.get(), conv->weight, name, relu);
+        const auto specs = specs_for(child.get(), conv->weight, conv->options.groups(), name, relu);
         if (bn) {
           out->push_back(key, QuantConvBn2d(torch::nn::Conv2d(conv), torch::nn::BatchNorm2d(bn), specs).ptr());
         } else {
@@ -85,8 +85,8 @@ struct Rewriter {
         i = relu ? after : after - 1;  // the fused BatchNorm and ReLU are consumed
       } else if (auto linear = as<torch::nn::LinearImpl>(child)) {
         const bool relu = as<torch::nn::ReLUImpl>(next(i + 1)) != nullptr;
-        out->push_back(key,
-                       QuantLinear(torch::nn::Linear(linear), specs_for(child.get(), linear->weight, name, relu)).ptr());
+        const auto specs = specs_for(child.get(), linear->weight, /*groups=*/1, name, relu);
+        out->push_back(key, QuantLinear(torch::nn::Linear(linear), specs).ptr());
         if (relu) ++i;
       } else {
         TORCH_CHECK(!as<QuantizerImpl>(child) && !dynamic_cast<QuantWeighted*>(child.get()),

@@ -162,18 +162,33 @@ def test_grouped_convs_run_the_int8_gemm_per_group_and_equal_the_qat_layers(seed
         assert torch.equal(torchqat.load(tmp_path / "grouped.tqat")(x), exported(x))
 
 
+def test_w4a8_grouped_convs_keep_8_bit_weights_and_run_the_int8_gemm():
+    """Even where int4 groups would fit (g2: 32 input channels a group), a
+    grouped conv gets per-channel int8 weights under QConfig.w4a8: only the
+    INT8 GEMM deploys grouped convs."""
+    torch.manual_seed(0)
+    qat = _trained_qat(_GroupedNet(), torchqat.QConfig.w4a8(), [torch.randn(8, 3, 12, 12) for _ in range(3)])
+    adjusted = dict(qat.torchqat_report.adjusted)
+    assert adjusted["g2"] == "a grouped (2 groups) conv: the int4-group kernels take groups=1: per-channel 8-bit weights"
+    assert sorted(adjusted) == ["dw2", "g2", "g4", "g8"]
+    report = torchqat.export(qat).torchqat_export_report
+    assert report.count("int8 grouped conv") == 4 and "float on the quantized grid" not in str(report)
+
+
 def test_mobilenet_v2_w4a8_runs_integer_kernels_where_int4_groups_do_not_fit():
-    """QConfig.w4a8 on MobileNetV2: layers whose weight rows groups of 32 do
-    not divide (the depthwise convs' 9 weights per filter, 1x1 convs over 16 or
-    24 channels, 3x3 ones over 144 input elements) get per-channel int8 weights,
-    reported by prepare_qat, and deploy on the INT8 kernels; the rest on W4A8."""
+    """QConfig.w4a8 on MobileNetV2: the depthwise convs, and layers whose weight
+    rows groups of 32 do not divide (1x1 convs over 16 or 24 channels, 3x3 ones
+    over 144 input elements), get per-channel int8 weights, reported by
+    prepare_qat, and deploy on the INT8 kernels; the rest on W4A8."""
     torch.manual_seed(0)
     inputs = [torch.randn(8, 3, 32, 32) for _ in range(4)]
     qat = _trained_qat(torchvision.models.mobilenet_v2(num_classes=10), torchqat.QConfig.w4a8(), inputs)
     adjusted = dict(qat.torchqat_report.adjusted)
     depthwise = [n for n, m in qat.named_modules() if getattr(m, "groups", 1) > 1]
     assert len(depthwise) == 17 and set(depthwise) <= set(adjusted)
-    assert adjusted["features.1.conv.0.0"] == ("weight rows of 9 elements do not split into groups of 32: "
+    assert adjusted["features.1.conv.0.0"] == ("a depthwise conv: the int4-group kernels take groups=1: "
+                                               "per-channel 8-bit weights")
+    assert adjusted["features.2.conv.0.0"] == ("weight rows of 16 elements do not split into groups of 32: "
                                                "per-channel 8-bit weights")
     for name, _ in adjusted.items():
         spec = qat.get_submodule(name).weight_quantizer.spec

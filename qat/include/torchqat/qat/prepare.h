@@ -3,7 +3,7 @@
 // prepare_qat rewrites a torch::nn::Sequential into a new one sharing its
 // parameters: Conv2d -> BatchNorm2d (-> ReLU) becomes QuantConvBn2d, Conv2d / Linear
 // (-> ReLU) become QuantConv2d / QuantLinear; other modules are kept. Layers
-// whose weight rows a per-group spec's groups do not divide get per-channel
+// whose weight rows a per-group spec's groups do not divide, and grouped convs, get per-channel
 // weights of at least 8 bits (as in Python, where the report lists them). A custom
 // module cannot be rewritten from outside in C++ (its members hold concrete
 // layer types), so custom modules use the torchqat layers directly or keep
