@@ -2,10 +2,11 @@
 depthwise rows) and W4A8 Conv2d (torchqat.conv2d_w4a8: int4 weights, a
 scale per 32 input channels) against float32 F.conv2d and PyTorch's quantized conv
 (torch.ops.quantized.conv2d, x86 engine), side by side in one run, on the
-convolutions of ResNet-18 at 224x224 (every distinct layer shape) and the
+convolutions of ResNet-18 at 224x224 (every distinct layer shape), the grouped
+convolutions of ResNeXt-50 32x4d (the exported model's Int8GroupedConv2d) and the
 depthwise convolutions of MobileNetV2.
 
-    python benchmarks/conv_int8_vs_torch.py [--batch 1 8] [--threads 1 2] [--min-run-time 0.3]
+    python benchmarks/conv_int8_vs_torch.py [--batch 1 8] [--threads 1 2] [--min-run-time 0.3] [--only NAME]
 
 Every input is channels-last (the layout all three run fastest on and the
 exported model keeps); float32 gets the same. torchqat maps uint8 -> uint8
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import torchqat
+from torchqat.deploy.layers import ActQuant, Int8GroupedConv2d
 from bench_util import machine, median_seconds, print_table, write_json
 
 # (name, in, out, kernel, stride, padding, input size, groups)
@@ -38,6 +40,13 @@ RESNET18 = [
     ("layer4.0 3x3 s2", 256, 512, 3, 2, 1, 14, 1),
     ("layer4 3x3", 512, 512, 3, 1, 1, 7, 1),
     ("layer4 1x1 s2", 256, 512, 1, 2, 0, 14, 1),
+]
+# ResNeXt-50 32x4d's grouped 3x3 convs (32 groups of 4, 8, 16, 32 channels).
+RESNEXT50_GROUPED = [
+    ("resnext50 layer1 g32", 128, 128, 3, 1, 1, 56, 32),
+    ("resnext50 layer2 g32", 256, 256, 3, 1, 1, 28, 32),
+    ("resnext50 layer3 g32", 512, 512, 3, 1, 1, 14, 32),
+    ("resnext50 layer4 g32", 1024, 1024, 3, 1, 1, 7, 32),
 ]
 MOBILENET_V2_DEPTHWISE = [
     ("mbv2 dw 96 s2", 96, 96, 3, 2, 1, 112, 96),
@@ -71,6 +80,12 @@ def cases(batch: int, c: int, o: int, k: int, stride: int, padding: int, size: i
             packed4, sums4 = torch.ops.torchqat.pack_linear_w4a8(q4, scales.contiguous())
             out["torchqat w4a8"] = lambda: torch.ops.torchqat.conv2d_w4a8(
                 x_u8, x_zero, x_scale, packed4, scales.contiguous(), sums4, bias, [k, k], *geometry)
+    elif groups != c or o != c:  # grouped: the exported model's layer (runs of merged groups)
+        act = ActQuant(x_scale, x_zero, 0, 255)
+        layer = Int8GroupedConv2d(wq, w_scale, bias, act, False, *geometry, groups)
+        layer.input_quantized = True
+        layer._set_output(ActQuant(0.05, 0, 0, 255))
+        out["torchqat int8"] = lambda: layer(x_u8)
     else:
         packed, sums = torch.ops.torchqat.pack_depthwise_int8(wq)
         out["torchqat int8"] = lambda: torch.ops.torchqat.depthwise_conv2d_int8(
@@ -92,13 +107,16 @@ def main():
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--min-run-time", type=float, default=0.3)
+    parser.add_argument("--only", default="", help="run the layers whose name contains this")
     parser.add_argument("--out", default="results/bench_conv_int8.json")
     args = parser.parse_args()
     print(f"kernels: {torchqat._C.active_isa()}")
     rows = []
     for threads in args.threads:
         for batch in args.batch:
-            for name, c, o, k, stride, padding, size, groups in RESNET18 + MOBILENET_V2_DEPTHWISE:
+            for name, c, o, k, stride, padding, size, groups in RESNET18 + RESNEXT50_GROUPED + MOBILENET_V2_DEPTHWISE:
+                if args.only not in name:
+                    continue
                 fns = cases(batch, c, o, k, stride, padding, size, groups)
                 oh = (size + 2 * padding - k) // stride + 1
                 ops = 2.0 * batch * oh * oh * o * (c // groups) * k * k

@@ -115,6 +115,17 @@ TORCH_LIBRARY(torchqat, m) {
       "Tensor? bias, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
       "float? out_scale=None, int? out_zero_point=None, bool relu=False) -> Tensor",
       tags);
+  // INT8 grouped Conv2d: weight [O, C / groups, kh, kw] packed by
+  // pack_grouped_conv2d_int8 as runs of groups (groups of fewer outputs than a
+  // GEMM panel merged, block-diagonal), one pack_linear_int8 matrix per run
+  // ([runs, bytes], col_sums [runs, O / runs]); one im2col + GEMM per run,
+  // each writing its channels of the channels-last output.
+  m.def("pack_grouped_conv2d_int8(Tensor weight, int groups) -> (Tensor packed, Tensor col_sums)", tags);
+  m.def(
+      "grouped_conv2d_int8(Tensor x, int x_zero_point, Tensor packed, Tensor col_sums, Tensor multiplier, "
+      "Tensor? bias, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
+      "float? out_scale=None, int? out_zero_point=None, bool relu=False) -> Tensor",
+      tags);
   // INT8 depthwise Conv2d (groups == channels): weight [C, 1, kh, kw] packed
   // by pack_depthwise_int8 (taps in pairs per block of channels), the
   // channels-last input (padding with x_zero_point), the GEMM's epilogue;

@@ -11,9 +11,10 @@ namespace torchqat {
 // undilated: one copy of their channels (a 7x7 stem over 3 channels: 21 bytes
 // per copy, not 3).
 void im2col_rows(const uint8_t* in, uint8_t* out, int64_t begin, int64_t end, int64_t x_zero_point,
-                 const ConvGeometry& g, const ConvTaps& taps) {
+                 const ConvGeometry& g, const ConvTaps& taps, int64_t pixel_stride) {
   const auto stride = taps.stride, padding = taps.padding, dilation = taps.dilation;
   const size_t tap_bytes = size_t(g.c);
+  const int64_t step = pixel_stride > 0 ? pixel_stride : g.c;
   for (int64_t r = begin; r < end; ++r) {
     const int64_t b = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
     const int64_t ix0 = ox * stride[1] - padding[1];
@@ -25,12 +26,12 @@ void im2col_rows(const uint8_t* in, uint8_t* out, int64_t begin, int64_t end, in
         continue;
       }
       std::memset(out, int(x_zero_point), tap_bytes * size_t(first));
-      const uint8_t* row = in + ((b * g.h + iy) * g.w + ix0) * g.c;
-      if (dilation[1] == 1) {
+      const uint8_t* row = in + ((b * g.h + iy) * g.w + ix0) * step;
+      if (dilation[1] == 1 && step == g.c) {
         std::memcpy(out + first * g.c, row + first * g.c, tap_bytes * size_t(last - first));
       } else {
         for (int64_t kx = first; kx < last; ++kx) {
-          std::memcpy(out + kx * g.c, row + kx * dilation[1] * g.c, tap_bytes);
+          std::memcpy(out + kx * g.c, row + kx * dilation[1] * step, tap_bytes);
         }
       }
       std::memset(out + last * g.c, int(x_zero_point), tap_bytes * size_t(g.kw - last));

@@ -18,9 +18,11 @@ struct ConvTaps {
 };
 
 // Patch rows [begin, end) of the channels-last input `in` into `out`; taps in
-// the padding take the input zero point (it stands for a real 0).
+// the padding take the input zero point (it stands for a real 0). A pixel's
+// g.c channels are read `pixel_stride` bytes after the previous pixel's (more
+// than g.c for one group's channels of a grouped conv's input; 0: g.c).
 void im2col_rows(const uint8_t* in, uint8_t* out, int64_t begin, int64_t end, int64_t x_zero_point,
-                 const ConvGeometry& g, const ConvTaps& taps);
+                 const ConvGeometry& g, const ConvTaps& taps, int64_t pixel_stride = 0);
 
 // The whole [N * OH * OW, kh * kw * C] patch matrix, built over threads.
 at::Tensor im2col(const at::Tensor& nhwc, int64_t x_zero_point, const ConvGeometry& g, const ConvTaps& taps);

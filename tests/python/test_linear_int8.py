@@ -143,6 +143,57 @@ def test_conv2d_int8_matches_int64_reference(stride, padding, dilation, hw, kern
                                        [1, 1])
 
 
+# Grouped: against F.conv2d in float64 on the same integers, with groups run
+# one by one (8 outputs a group, merged 2), merged 4 and 8 at a time, and
+# 1248 rows (several row tiles per run, over threads).
+@pytest.mark.parametrize("channels,out,groups,merged,kernel,stride,padding,dilation,hw", [
+    (8, 64, 2, 1, 3, 1, 1, 1, (9, 11)), (16, 32, 4, 2, 3, 2, 1, 1, (9, 11)), (32, 32, 8, 4, 3, 1, 2, 2, (9, 11)),
+    (12, 24, 12, 6, 1, 1, 0, 1, (9, 11)), (32, 64, 32, 8, 3, 1, 1, 1, (24, 26)),
+    (6, 6, 3, 3, 5, 1, 2, 1, (7, 8))])
+def test_grouped_conv2d_int8_matches_int64_reference(channels, out, groups, merged, kernel, stride, padding, dilation,
+                                                     hw):
+    gen = torch.Generator().manual_seed(channels + groups)
+    x = torch.randint(0, 256, (2, channels) + hw, generator=gen, dtype=torch.uint8)
+    w = torch.randint(-128, 128, (out, channels // groups, kernel, kernel), generator=gen, dtype=torch.int8)
+    mult = torch.rand(out, generator=gen) * 1e-3
+    bias = torch.randn(out, generator=gen)
+    packed, sums = torch.ops.torchqat.pack_grouped_conv2d_int8(w, groups)
+    assert packed.shape[0] == groups // merged and sums.shape == (groups // merged, out * merged // groups)
+    x_zero, geometry = 33, ([kernel] * 2, [stride] * 2, [padding] * 2, [dilation] * 2)
+    acc = F.conv2d(x.double() - x_zero, w.double(), stride=stride, padding=padding, dilation=dilation, groups=groups)
+    expected = acc.float() * mult.reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1)
+    got = torch.ops.torchqat.grouped_conv2d_int8(x, x_zero, packed, sums, mult, bias, *geometry)
+    assert got.shape == expected.shape and got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, expected)
+    q = torch.ops.torchqat.grouped_conv2d_int8(x.contiguous(memory_format=torch.channels_last), x_zero, packed, sums,
+                                               mult, bias, *geometry, 0.05, 100, True)
+    ref_q = (torch.round(expected * torch.tensor(1 / 0.05)) + 100).clamp(100, 255).to(torch.uint8)
+    assert torch.equal(q, ref_q)
+    torch.library.opcheck(torch.ops.torchqat.pack_grouped_conv2d_int8.default, (w, groups))
+    torch.library.opcheck(torch.ops.torchqat.grouped_conv2d_int8.default, (x, x_zero, packed, sums, mult, bias,
+                                                                           *geometry))
+
+
+def test_grouped_conv2d_int8_rejects_bad_input():
+    w = torch.randint(-128, 128, (16, 4, 3, 3), dtype=torch.int8)
+    packed, sums = torch.ops.torchqat.pack_grouped_conv2d_int8(w, 4)  # 4 groups of 4 outputs: one run
+    x, mult = torch.zeros(1, 16, 5, 5, dtype=torch.uint8), torch.ones(16)
+    op = torch.ops.torchqat.grouped_conv2d_int8
+    geometry = ([3, 3], [1, 1], [1, 1], [1, 1])
+    with pytest.raises(RuntimeError, match="x has 72 features but the weights were packed for 144"):
+        op(x[:, :8], 0, packed, sums, mult, None, *geometry)  # 8 channels x 9 taps a row
+    with pytest.raises(RuntimeError, match=r"must be the \[runs, ...\] tensors from pack_grouped_conv2d_int8"):
+        op(x, 0, packed[0], sums, mult, None, *geometry)
+    with pytest.raises(RuntimeError, match="multiplier must be a contiguous float32 tensor of 16 values"):
+        op(x, 0, packed, sums, mult[:4], None, *geometry)
+    with pytest.raises(RuntimeError, match="x must be a uint8 CPU tensor"):
+        op(x.float(), 0, packed, sums, mult, None, *geometry)
+    with pytest.raises(RuntimeError, match="groups must be >= 1 and divide the 16 output channels, got 3"):
+        torch.ops.torchqat.pack_grouped_conv2d_int8(w, 3)
+    with pytest.raises(RuntimeError, match=r"weight must be a 4-D int8 tensor \[out_channels, in_channels / groups"):
+        torch.ops.torchqat.pack_grouped_conv2d_int8(w.float(), 4)
+
+
 # Depthwise: one filter per channel (groups == channels), against F.conv2d in
 # float64 on the same integers; channel counts around the 16-channel block.
 @pytest.mark.parametrize("isa", ["scalar", "avx2"])

@@ -157,15 +157,9 @@ class Int8DepthwiseConv2d(_Int8Gemm):
 class Int8GroupedConv2d(_Int8Gemm):
     """Grouped Conv2d (groups > 1, not depthwise: ResNeXt's and RegNet's
     convs, or a depthwise conv with a channel multiplier) on the INT8 GEMM:
-    one channels-last im2col and GEMM per run of groups, the runs' outputs
-    concatenated along channels; float or uint8.
-
-    Groups with fewer outputs than the GEMM's 16-column panel are run
-    together, ``merged`` at a time, as one group whose weights are
-    block-diagonal (zeros between the groups add nothing to the integer
-    sums): ResNeXt's 4-output groups would leave 12 of 16 columns idle and
-    pay 32 calls' overhead (8x slower than float32 measured), where runs of
-    4 multiply 4x the products but fill the panel."""
+    ``grouped_conv2d_int8`` runs one channels-last im2col + GEMM per run of
+    groups, groups of fewer outputs than a GEMM panel merged block-diagonally
+    (``merged`` at a time); float or uint8."""
 
     def __init__(self, weight_int8: torch.Tensor, weight_scale: torch.Tensor, bias: Optional[torch.Tensor],
                  act: ActQuant, relu: bool, stride: List[int], padding: List[int], dilation: List[int],
@@ -176,53 +170,20 @@ class Int8GroupedConv2d(_Int8Gemm):
         self.out_channels, self.in_channels = weight_int8.shape[0], weight_int8.shape[1] * groups
         self.kernel_size = list(weight_int8.shape[2:])
         self.stride, self.padding, self.dilation = list(stride), list(padding), list(dilation)
-        per_group = self.out_channels // groups
-        self.merged = max(m for m in range(1, max(1, GEMM_PANEL // per_group) + 1) if groups % m == 0)
-        self.runs = groups // self.merged
-        weight = _block_diagonal(weight_int8, groups, self.merged)
-        self._set_gemm(weight.permute(0, 2, 3, 1).flatten(1), weight_scale, bias, act, relu, self._pack_runs)
-
-    def _pack_runs(self, rows: torch.Tensor):
-        """Each run's rows packed alone, stacked."""
-        packed = [torch.ops.torchqat.pack_linear_int8(r.contiguous()) for r in rows.chunk(self.runs)]
-        return torch.stack([p for p, _ in packed]), torch.stack([c for _, c in packed])
+        self._set_gemm(weight_int8, weight_scale, bias, act, relu,
+                       lambda w: torch.ops.torchqat.pack_grouped_conv2d_int8(w.contiguous(), groups))
+        self.merged = groups // self.packed.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._quantize(x)
-        c, o = self.in_channels // self.runs, self.out_channels // self.runs
-        bias = self.bias
-        outs: List[torch.Tensor] = []
-        for r in range(self.runs):
-            outs.append(torch.ops.torchqat.conv2d_int8(
-                x[:, r * c:(r + 1) * c], self.in_zero, self.packed[r], self.col_sums[r],
-                self.multiplier[r * o:(r + 1) * o], None if bias is None else bias[r * o:(r + 1) * o],
-                self.kernel_size, self.stride, self.padding, self.dilation, self.out_scale, self.out_zero,
-                self.relu))
-        return torch.cat(outs, 1)
+        return torch.ops.torchqat.grouped_conv2d_int8(
+            self._quantize(x), self.in_zero, self.packed, self.col_sums, self.multiplier, self.bias,
+            self.kernel_size, self.stride, self.padding, self.dilation, self.out_scale, self.out_zero, self.relu)
 
     def extra_repr(self) -> str:
         out = "float" if self.out_act is None else "uint8"
         return f"{self.in_channels} -> {self.out_channels}, groups={self.groups} (runs of {self.merged}), " \
                f"kernel={self.kernel_size}, stride={self.stride}, relu={self.relu}, " \
                f"in={'uint8' if self.input_quantized else 'float'}, out={out}"
-
-
-GEMM_PANEL = 16  # output columns per packed panel of the INT8 GEMM (kernels/gemm_int8.h)
-
-
-def _block_diagonal(weight: torch.Tensor, groups: int, merged: int) -> torch.Tensor:
-    """A grouped conv's weight ``[out, in / groups, kh, kw]`` as that of
-    ``groups / merged`` groups, each holding ``merged`` of the originals on
-    its block diagonal."""
-    if merged == 1:
-        return weight
-    out, cg = weight.shape[:2]
-    og = out // groups
-    blocks = weight.reshape(groups // merged, merged, og, cg, *weight.shape[2:])
-    full = weight.new_zeros(groups // merged, merged, og, merged, cg, *weight.shape[2:])
-    for i in range(merged):
-        full[:, i, :, i] = blocks[:, i]
-    return full.reshape(out, merged * cg, *weight.shape[2:])
 
 
 class _Int4Weights:
