@@ -169,6 +169,26 @@ at::Tensor conv2d_int8(const at::Tensor& x, int64_t x_zero_point, const at::Tens
                  out_scale, out_zero_point, relu);
 }
 
+std::tuple<at::Tensor, at::Tensor> pack_grouped_conv2d_int8(const at::Tensor& weight, int64_t groups) {
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, int64_t)>(
+      "torchqat::pack_grouped_conv2d_int8");
+  return op.call(weight, groups);
+}
+
+at::Tensor grouped_conv2d_int8(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
+                               const at::Tensor& col_sums, const at::Tensor& multiplier,
+                               const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel_size,
+                               c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                               std::optional<double> out_scale, std::optional<int64_t> out_zero_point, bool relu) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, int64_t, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                        const std::optional<at::Tensor>&, c10::IntArrayRef, c10::IntArrayRef, c10::IntArrayRef,
+                        c10::IntArrayRef, std::optional<double>, std::optional<int64_t>, bool)>(
+          "torchqat::grouped_conv2d_int8");
+  return op.call(x, x_zero_point, packed, col_sums, multiplier, bias, kernel_size, stride, padding, dilation,
+                 out_scale, out_zero_point, relu);
+}
+
 std::tuple<at::Tensor, at::Tensor> pack_depthwise_int8(const at::Tensor& weight) {
   static const auto op =
       handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&)>("torchqat::pack_depthwise_int8");

@@ -80,6 +80,14 @@ at::Tensor conv2d_int8(const at::Tensor& x, int64_t x_zero_point, const at::Tens
                        c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
                        std::optional<double> out_scale, std::optional<int64_t> out_zero_point, bool relu);
 
+std::tuple<at::Tensor, at::Tensor> pack_grouped_conv2d_int8(const at::Tensor& weight, int64_t groups);
+
+at::Tensor grouped_conv2d_int8(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,
+                               const at::Tensor& col_sums, const at::Tensor& multiplier,
+                               const std::optional<at::Tensor>& bias, c10::IntArrayRef kernel_size,
+                               c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                               std::optional<double> out_scale, std::optional<int64_t> out_zero_point, bool relu);
+
 std::tuple<at::Tensor, at::Tensor> pack_depthwise_int8(const at::Tensor& weight);
 
 at::Tensor depthwise_conv2d_int8(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& packed,

@@ -114,28 +114,39 @@ class Int8Linear final : public Int8Gemm {
 };
 
 // Over channels-last im2col (weights packed with taps in (ky, kx, c) order),
-// or the depthwise kernel (groups == channels); output channels-last.
+// per run of groups for a grouped conv, or the depthwise kernel (groups ==
+// channels); output channels-last.
+enum class ConvKind { kDense, kGrouped, kDepthwise };
+
+std::tuple<torch::Tensor, torch::Tensor> pack_conv(const torch::Tensor& w, ConvKind kind, int64_t groups) {
+  switch (kind) {
+    case ConvKind::kDepthwise: return ops::pack_depthwise_int8(w.contiguous());
+    case ConvKind::kGrouped: return ops::pack_grouped_conv2d_int8(w.contiguous(), groups);
+    default: return ops::pack_linear_int8(w.permute({0, 2, 3, 1}).flatten(1).contiguous());
+  }
+}
+
 class Int8Conv2d final : public Int8Gemm {
  public:
   Int8Conv2d(const torch::Tensor& w, const torch::Tensor& weight_scale, const torch::Tensor& bias, InputGrid in,
-             bool relu, const torch::nn::detail::ConvNdOptions<2>& options, bool depthwise)
-      : Int8Gemm(depthwise ? ops::pack_depthwise_int8(w.contiguous())
-                           : ops::pack_linear_int8(w.permute({0, 2, 3, 1}).flatten(1).contiguous()),
-                 weight_scale, bias, std::move(in), relu),
-        depthwise_(depthwise),
+             bool relu, const torch::nn::detail::ConvNdOptions<2>& options, ConvKind kind)
+      : Int8Gemm(pack_conv(w, kind, options.groups()), weight_scale, bias, std::move(in), relu),
+        kind_(kind),
         kernel_(w.sizes().slice(2).vec()),
         stride_(c10::IntArrayRef(options.stride()).vec()),
         padding_(c10::IntArrayRef(std::get<torch::ExpandingArray<2>>(options.padding())).vec()),
         dilation_(c10::IntArrayRef(options.dilation()).vec()) {}
 
   torch::Tensor forward(const torch::Tensor& x) const override {
-    const auto conv = depthwise_ ? &ops::depthwise_conv2d_int8 : &ops::conv2d_int8;
+    const auto conv = kind_ == ConvKind::kDepthwise ? &ops::depthwise_conv2d_int8
+                      : kind_ == ConvKind::kGrouped ? &ops::grouped_conv2d_int8
+                                                    : &ops::conv2d_int8;
     return conv(in_.quantize(x), in_.zero, packed_, col_sums_, multiplier_, optional(bias_), kernel_, stride_,
                 padding_, dilation_, std::nullopt, std::nullopt, relu_);
   }
 
  private:
-  bool depthwise_;
+  ConvKind kind_;
   std::vector<int64_t> kernel_, stride_, padding_, dilation_;
 };
 
@@ -252,15 +263,14 @@ Lowering lower(torch::nn::Module& module, QuantWeighted& layer, const std::strin
   const int64_t groups = conv ? conv->options.groups() : 1;
   const bool depthwise =
       conv && groups != 1 && groups == conv->options.in_channels() && groups == conv->options.out_channels();
-  if (groups != 1 && !depthwise) {
-    return {nullptr, "fake-quantized float (grouped conv (groups=" + std::to_string(groups) +
-                     ", not depthwise): no integer kernel)"};
-  }
   const IntegerWeight iw = integer_weight(layer, w, name);
   if (linear) return {std::make_shared<Int8Linear>(iw.ints, iw.scale, bias, input_grid(aq), layer.relu), "int8 GEMM"};
-  return {std::make_shared<Int8Conv2d>(iw.ints, iw.scale, bias, input_grid(aq), layer.relu, conv->options,
-                                       depthwise),
-          depthwise ? "int8 depthwise conv" : "int8 conv (im2col + GEMM)"};
+  const ConvKind kind = depthwise ? ConvKind::kDepthwise : groups != 1 ? ConvKind::kGrouped : ConvKind::kDense;
+  const std::string what = depthwise ? "int8 depthwise conv"
+                           : groups != 1 ? "int8 grouped conv (" + std::to_string(groups) + " groups, im2col + GEMM per run)"
+                                         : "int8 conv (im2col + GEMM)";
+  return {std::make_shared<Int8Conv2d>(iw.ints, iw.scale, bias, input_grid(aq), layer.relu, conv->options, kind),
+          what};
 }
 
 }  // namespace

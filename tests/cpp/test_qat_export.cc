@@ -91,7 +91,7 @@ TEST(QatExport, Int8SequentialMatchesTheQatModel) {
 }
 
 // MobileNet's pattern: a depthwise 3x3 (groups == channels) between 1x1
-// convs; a grouped conv that is not depthwise stays fake-quantized.
+// convs; a grouped conv that is not depthwise runs the grouped INT8 conv.
 TEST(QatExport, DepthwiseConvRunsTheDepthwiseKernel) {
   using namespace torch::nn;
   torch::manual_seed(0);
@@ -107,9 +107,7 @@ TEST(QatExport, DepthwiseConvRunsTheDepthwiseKernel) {
   const auto report = torchqat::export_model(*qat);
   EXPECT_EQ(kernels_of(report),
             (std::vector<std::string>{"int8 conv (im2col + GEMM)", "int8 depthwise conv",
-                                      "fake-quantized float (grouped conv (groups=4, not depthwise): no integer "
-                                      "kernel)",
-                                      "int8 GEMM"}));
+                                      "int8 grouped conv (4 groups, im2col + GEMM per run)", "int8 GEMM"}));
   EXPECT_LT(relative_error(qat->forward(x), expected), 1e-4);
 }
 
@@ -157,6 +155,29 @@ TEST(QatExport, W4a8LayersWhoseRowsGroupsDoNotDivideGetInt8Weights) {
   const std::string int8 = "int8 conv (im2col + GEMM)", w4a8 = "w4a8 conv (int4 weights x uint8 input, im2col + W4A8 kernel)";
   EXPECT_EQ(kernels_of(report), (std::vector<std::string>{int8, w4a8, int8, w4a8, "int8 GEMM"}));
   EXPECT_LT(relative_error(qat->forward(x), expected), 1e-4);
+}
+
+// Grouped convs (4 groups of 8 outputs, merged in pairs; 2 of 16) deploy on
+// the INT8 GEMM per run of groups, as in Python.
+TEST(QatExport, GroupedConvsRunTheInt8Gemm) {
+  using namespace torch::nn;
+  torch::manual_seed(0);
+  auto model = Sequential(Conv2d(Conv2dOptions(3, 16, 3).padding(1)), ReLU(),
+                          Conv2d(Conv2dOptions(16, 32, 3).padding(1).groups(4)), BatchNorm2d(32), ReLU(),
+                          Conv2d(Conv2dOptions(32, 32, 3).padding(1).stride(2).groups(2)), ReLU(), Flatten(),
+                          Linear(32 * 4 * 4, 10));
+  auto qat = torchqat::prepare_qat(model, QConfig::int8());
+  const auto x = torch::randn({32, 3, 8, 8});
+  train_briefly(*qat, [&](const torch::Tensor& in) { return qat->forward(in); }, x, torch::arange(32) % 10);
+  torchqat::freeze(*qat);
+  const auto expected = qat->forward(x).detach();
+  const auto report = torchqat::export_model(*qat);
+  EXPECT_EQ(kernels_of(report),
+            (std::vector<std::string>{"int8 conv (im2col + GEMM)", "int8 grouped conv (4 groups, im2col + GEMM per run)",
+                                      "int8 grouped conv (2 groups, im2col + GEMM per run)", "int8 GEMM"}));
+  const auto got = qat->forward(x);
+  EXPECT_LT(relative_error(got, expected), 1e-4);
+  EXPECT_TRUE(torch::equal(got.argmax(1), expected.argmax(1)));
 }
 
 // A custom module holds its layers by type: they are switched in place.

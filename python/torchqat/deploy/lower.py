@@ -185,7 +185,7 @@ def lower_weighted(layer: nn.Module, name: str) -> Tuple[nn.Module, str]:
             return Int8DepthwiseConv2d(ints, w_scale, bias, act, relu, *geometry, name), "int8 depthwise conv"
         if layer.groups != 1:
             return (Int8GroupedConv2d(ints, w_scale, bias, act, relu, *geometry, layer.groups, name),
-                    f"int8 grouped conv ({layer.groups} groups, im2col + GEMM each)")
+                    f"int8 grouped conv ({layer.groups} groups, im2col + GEMM per run)")
         return Int8Conv2d(ints, w_scale, bias, act, relu, *geometry, name), "int8 conv (im2col + GEMM)"
     if _w4a8_conv_ok(layer):
         check_ready(aq, name)
