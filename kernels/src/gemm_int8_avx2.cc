@@ -1,5 +1,12 @@
-// AVX2 INT8 GEMM: 6 x 16 microkernel on int16 pairs (vpmaddwd), exact int32
-// accumulation; activations are widened to int16 pairs once per row block.
+// AVX2 INT8 GEMM, 6 x 16 microkernels, exact int32 accumulation, two paths
+// chosen per block of rows by its activations:
+// - any uint8: int16 pairs (vpmaddwd) + vpaddd, activations widened to int16
+//   once per row block; two vector ops per 16 multiply-adds;
+// - every activation below 128 (7-bit activations, as torch.ao's reduce_range
+//   gives, or 4-bit ones): vpmaddubsw on quads of k, whose int16 pair sums
+//   cannot saturate (127 * 128 * 2 < 2^15), + vpmaddwd by ones + vpaddd:
+//   three ops per 32. vpmaddubsw of full-range uint8 can saturate, which is
+//   why it is taken only where a scan of the block rules that out.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -68,6 +75,67 @@ void microkernel(const int16_t* a16, int64_t stride, int64_t k_pairs, Panel pane
   }
 }
 
+// The 7-bit path's microkernel. Two consecutive pairs of a panel, [pair 2q:
+// 16 x 2][pair 2q + 1: 16 x 2], are interleaved by 16-bit unpacks into quads
+// b[c, 4q .. 4q + 3]: register 0 holds columns 0-3 and 8-11, register 1
+// columns 4-7 and 12-15 (put back in order at the store). a8 holds the rows as
+// uint8 quads, zero-padded (row stride `stride`).
+template <int kRowsUsed>
+void microkernel_u7(const uint8_t* a8, int64_t stride, int64_t k_pairs, const int8_t* panel,
+                    int32_t* acc /*[kRows][16]*/) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i c[kRowsUsed][2];
+  for (int r = 0; r < kRowsUsed; ++r) c[r][0] = c[r][1] = _mm256_setzero_si256();
+  auto quad = [&](int64_t q, bool second_pair) {
+    const int8_t* at = panel + q * 64;
+    _mm_prefetch(reinterpret_cast<const char*>(at + kPrefetchBytes), _MM_HINT_T0);
+    const __m256i pair0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at));
+    const __m256i pair1 =
+        second_pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at + 32)) : _mm256_setzero_si256();
+    const __m256i b0 = _mm256_unpacklo_epi16(pair0, pair1), b1 = _mm256_unpackhi_epi16(pair0, pair1);
+    for (int r = 0; r < kRowsUsed; ++r) {
+      const __m256i x =
+          _mm256_castps_si256(_mm256_broadcast_ss(reinterpret_cast<const float*>(a8 + r * stride + q * 4)));
+      c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));
+      c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
+    }
+  };
+  const int64_t full = k_pairs / 2;
+  for (int64_t q = 0; q < full; ++q) quad(q, true);
+  if (k_pairs % 2) quad(full, false);  // the last quad holds one pair
+  for (int r = 0; r < kRowsUsed; ++r) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16), _mm256_permute2x128_si256(c[r][0], c[r][1], 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8),
+                        _mm256_permute2x128_si256(c[r][0], c[r][1], 0x31));
+  }
+}
+
+void run_microkernel_u7(int64_t rows, const uint8_t* a8, int64_t stride, int64_t k_pairs, const int8_t* panel,
+                        int32_t* acc) {
+  switch (rows) {
+    case 6: microkernel_u7<6>(a8, stride, k_pairs, panel, acc); break;
+    case 5: microkernel_u7<5>(a8, stride, k_pairs, panel, acc); break;
+    case 4: microkernel_u7<4>(a8, stride, k_pairs, panel, acc); break;
+    case 3: microkernel_u7<3>(a8, stride, k_pairs, panel, acc); break;
+    case 2: microkernel_u7<2>(a8, stride, k_pairs, panel, acc); break;
+    default: microkernel_u7<1>(a8, stride, k_pairs, panel, acc); break;
+  }
+}
+
+// Whether every activation of rows [m0, m0 + rows) is below 128.
+bool fits_7_bits(const GemmInt8Args& args, int64_t m0, int64_t rows) {
+  const int64_t k = args.b.k;
+  __m256i any = _mm256_setzero_si256();
+  uint8_t tail = 0;
+  for (int64_t r = m0; r < m0 + rows; ++r) {
+    const uint8_t* row = args.a + r * args.lda;
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) any = _mm256_or_si256(any, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i)));
+    for (; i < k; ++i) tail |= row[i];
+  }
+  return _mm256_movemask_epi8(any) == 0 && tail < 128;
+}
+
 template <class Panel>
 void run_microkernel(int64_t rows, const int16_t* a, int64_t stride, int64_t k_pairs, Panel panel, int32_t* acc) {
   switch (rows) {
@@ -107,11 +175,31 @@ void gemm_avx2(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_t
   const PackedInt8View& b = args.b;
   const int64_t k_pairs = b.k_pairs(), stride = k_pairs * 2;
   const int64_t max_block = std::min(kBlockRows, m_end - m_begin);
-  std::vector<int16_t> a16(size_t(max_block * stride));
-  std::vector<int16_t> w16(max_block > kRows ? size_t(k_pairs * kPanel * 2) : 0);  // widened panels
+  std::vector<int16_t> a16, w16;  // widened rows and panels, allocated when a block first needs them
+  const int64_t quad_stride = (k_pairs + 1) / 2 * 4;
+  std::vector<uint8_t> a8;
   alignas(32) int32_t acc[kRows * 16];
   for (int64_t mb = m_begin; mb < m_end; mb += kBlockRows) {
     const int64_t block = std::min(kBlockRows, m_end - mb);
+    if (fits_7_bits(args, mb, block)) {
+      a8.resize(size_t(max_block * quad_stride));
+      for (int64_t r = 0; r < block; ++r) {  // rows padded with zeros to whole quads
+        uint8_t* dst = a8.data() + r * quad_stride;
+        std::memcpy(dst, args.a + (mb + r) * args.lda, size_t(b.k));
+        std::memset(dst + b.k, 0, size_t(quad_stride - b.k));
+      }
+      for (int64_t p = p_begin; p < p_end; ++p) {
+        for (int64_t r0 = 0; r0 < block; r0 += kRows) {
+          const int64_t rows = std::min(kRows, block - r0);
+          run_microkernel_u7(rows, a8.data() + r0 * quad_stride, quad_stride, k_pairs,
+                             b.data + p * k_pairs * kPanel * 2, acc);
+          finish_rows(args, acc, mb + r0, rows, p);
+        }
+      }
+      continue;
+    }
+    a16.resize(size_t(max_block * stride));
+    if (max_block > kRows) w16.resize(size_t(k_pairs * kPanel * 2));
     for (int64_t r = 0; r < block; ++r) {  // widen to int16, K padded with a zero
       const uint8_t* src = args.a + (mb + r) * args.lda;
       int16_t* dst = a16.data() + r * stride;

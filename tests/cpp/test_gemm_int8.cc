@@ -25,14 +25,43 @@ struct Problem {
   std::vector<float> multiplier, bias;
 };
 
-Problem make_problem(int64_t m, int64_t n, int64_t kk, std::mt19937& gen, int fill) {
+// What fills a and b. The AVX2 GEMM takes its vpmaddubsw path on blocks of
+// rows whose activations are all below 128, so 7-bit data, its extremes and a
+// matrix whose upper rows are 7-bit and lower rows are not test that path and
+// the switch between the two; 7-bit extremes but for 255 in the last two
+// columns of row 0 (whose pair saturates vpmaddubsw against -128 weights)
+// test that a block with one wide value is not taken for 7-bit.
+enum Fill { kRandom, kExtremes, kZeros, kRandom7Bit, kExtremes7Bit, kHalf7Bit, kOneWide };
+
+uint8_t activation(Fill fill, int64_t m, int64_t k, int64_t row, int64_t col, std::mt19937& gen) {
+  std::uniform_int_distribution<int> wide(0, 255), narrow(0, 127);
+  switch (fill) {
+    case kExtremes: return 255;
+    case kZeros: return 0;
+    case kExtremes7Bit: return 127;
+    case kOneWide: return row == 0 && col >= k - 2 ? 255 : 127;
+    case kRandom7Bit: return uint8_t(narrow(gen));
+    case kHalf7Bit: return uint8_t(row < m / 2 ? narrow(gen) : wide(gen));
+    default: return uint8_t(wide(gen));
+  }
+}
+
+int8_t weight(Fill fill, int64_t n, std::mt19937& gen) {
+  std::uniform_int_distribution<int> any(-128, 127);
+  switch (fill) {
+    case kExtremes:
+    case kOneWide: return -128;
+    case kZeros: return 0;
+    case kExtremes7Bit: return int8_t(n % 2 ? 127 : -128);  // the largest pair sums of either sign
+    default: return int8_t(any(gen));
+  }
+}
+
+Problem make_problem(int64_t m, int64_t n, int64_t kk, std::mt19937& gen, Fill fill) {
   Problem p{m, n, kk, {}, {}, std::nullopt, {}, {}};
-  std::uniform_int_distribution<int> ua(0, 255), ub(-128, 127);
   std::uniform_real_distribution<float> uf(1e-4f, 1e-2f), ubias(-3.0f, 3.0f);
-  p.a.resize(size_t(m * kk));
-  p.b.resize(size_t(n * kk));
-  for (auto& v : p.a) v = uint8_t(fill == 1 ? 255 : fill == 2 ? 0 : ua(gen));
-  for (auto& v : p.b) v = int8_t(fill == 1 ? -128 : fill == 2 ? 0 : ub(gen));
+  for (int64_t i = 0; i < m * kk; ++i) p.a.push_back(activation(fill, m, kk, i / kk, i % kk, gen));
+  for (int64_t i = 0; i < n * kk; ++i) p.b.push_back(weight(fill, i / kk, gen));
   p.packed.emplace(p.b.data(), n, kk, kk);
   for (int64_t i = 0; i < n; ++i) {
     p.multiplier.push_back(uf(gen));
@@ -68,8 +97,9 @@ TEST_P(GemmVariant, MatchesTheReferenceOnOddShapesAndExtremes) {
     for (int64_t n : kSizes) {
       for (int64_t kk : kSizes) {
         if (m * n * kk > (int64_t{1} << 21)) continue;
-        for (int fill : {0, 1, 2}) {
-          if (fill != 0 && (m + n + kk) % 5 != 0) continue;  // extremes on a spread of shapes
+        for (Fill fill : {kRandom, kRandom7Bit, kExtremes, kZeros, kExtremes7Bit, kHalf7Bit, kOneWide}) {
+          // Random data on every shape, the other fills on a spread of shapes.
+          if (fill != kRandom && fill != kRandom7Bit && (m + n + kk) % 5 != 0) continue;
           const Problem p = make_problem(m, n, kk, gen, fill);
           for (int32_t a_zero : {0, 128, 255}) {
             k::GemmInt8Args args;
@@ -106,8 +136,8 @@ TEST_P(GemmVariant, MatchesTheReferenceOnOddShapesAndExtremes) {
   EXPECT_GT(cases, 1000);
 }
 
-// K beyond one slice of the AVX2 kernel (256 k pairs): partial sums carried
-// across slices, a last slice of one pair, and row blocks with a short tail.
+// Long K (odd and even numbers of pairs, a last quad of one pair) and row
+// blocks with a short tail, on full-range and 7-bit activations.
 TEST_P(GemmVariant, MatchesTheReferenceOnLongK) {
   if (!k::isa_supported(GetParam().isa)) {
     GTEST_SKIP() << "this CPU cannot run the " << k::isa_name(GetParam().isa) << " GEMM; its parity test did not run";
@@ -117,10 +147,10 @@ TEST_P(GemmVariant, MatchesTheReferenceOnLongK) {
   for (int64_t kk : {511, 512, 513, 514, 1025, 2305}) {
     for (int64_t m : {1, 7, 61, 130}) {
       for (int64_t n : {17, 33}) {
-        for (int fill : {0, 1}) {
+        for (Fill fill : {kRandom, kExtremes, kRandom7Bit, kExtremes7Bit, kHalf7Bit, kOneWide}) {
           const Problem p = make_problem(m, n, kk, gen, fill);
           k::GemmInt8Args args;
-          args.a_zero = fill == 1 ? 0 : 101;
+          args.a_zero = fill == kRandom || fill == kRandom7Bit || fill == kHalf7Bit ? 101 : 0;
           ASSERT_EQ(run<int32_t>(GetParam(), p, args), run<int32_t>(ref, p, args)) << m << "x" << n << "x" << kk;
           args.output = k::GemmOutput::kUint8;
           args.bias = p.bias.data();
