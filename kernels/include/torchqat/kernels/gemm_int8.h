@@ -11,7 +11,9 @@
 // output.
 //
 // Products are formed by vpmaddwd on int16 (u8 and s8 widened in registers),
-// whose int32 pair sums cannot overflow: 255 * 128 * 2 < 2^31. The int32
+// whose int32 pair sums cannot overflow: 255 * 128 * 2 < 2^31; by vpdpbusd
+// (VNNI); or, on AVX2 for rows whose activations are all below 128, by
+// vpmaddubsw, whose int16 pair sums then cannot saturate. The int32
 // accumulator holds K <= kMaxK terms exactly.
 #pragma once
 
