@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "torchqat/kernels/gemm_int8.h"
@@ -110,18 +111,6 @@ void microkernel_u7(const uint8_t* a8, int64_t stride, int64_t k_pairs, const in
   }
 }
 
-void run_microkernel_u7(int64_t rows, const uint8_t* a8, int64_t stride, int64_t k_pairs, const int8_t* panel,
-                        int32_t* acc) {
-  switch (rows) {
-    case 6: microkernel_u7<6>(a8, stride, k_pairs, panel, acc); break;
-    case 5: microkernel_u7<5>(a8, stride, k_pairs, panel, acc); break;
-    case 4: microkernel_u7<4>(a8, stride, k_pairs, panel, acc); break;
-    case 3: microkernel_u7<3>(a8, stride, k_pairs, panel, acc); break;
-    case 2: microkernel_u7<2>(a8, stride, k_pairs, panel, acc); break;
-    default: microkernel_u7<1>(a8, stride, k_pairs, panel, acc); break;
-  }
-}
-
 // Whether every activation of rows [m0, m0 + rows) is below 128.
 bool fits_7_bits(const GemmInt8Args& args, int64_t m0, int64_t rows) {
   const int64_t k = args.b.k;
@@ -136,15 +125,17 @@ bool fits_7_bits(const GemmInt8Args& args, int64_t m0, int64_t rows) {
   return _mm256_movemask_epi8(any) == 0 && tail < 128;
 }
 
-template <class Panel>
-void run_microkernel(int64_t rows, const int16_t* a, int64_t stride, int64_t k_pairs, Panel panel, int32_t* acc) {
+// f(std::integral_constant<int, rows>{}) for rows in [1, kRows]: the
+// microkernels' row count as a compile-time constant.
+template <class F>
+void with_rows(int64_t rows, F&& f) {
   switch (rows) {
-    case 6: microkernel<6>(a, stride, k_pairs, panel, acc); break;
-    case 5: microkernel<5>(a, stride, k_pairs, panel, acc); break;
-    case 4: microkernel<4>(a, stride, k_pairs, panel, acc); break;
-    case 3: microkernel<3>(a, stride, k_pairs, panel, acc); break;
-    case 2: microkernel<2>(a, stride, k_pairs, panel, acc); break;
-    default: microkernel<1>(a, stride, k_pairs, panel, acc); break;
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    default: f(std::integral_constant<int, 1>{}); break;
   }
 }
 
@@ -191,8 +182,10 @@ void gemm_avx2(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_t
       for (int64_t p = p_begin; p < p_end; ++p) {
         for (int64_t r0 = 0; r0 < block; r0 += kRows) {
           const int64_t rows = std::min(kRows, block - r0);
-          run_microkernel_u7(rows, a8.data() + r0 * quad_stride, quad_stride, k_pairs,
-                             b.data + p * k_pairs * kPanel * 2, acc);
+          with_rows(rows, [&](auto r) {
+            microkernel_u7<decltype(r)::value>(a8.data() + r0 * quad_stride, quad_stride, k_pairs,
+                                               b.data + p * k_pairs * kPanel * 2, acc);
+          });
           finish_rows(args, acc, mb + r0, rows, p);
         }
       }
@@ -220,11 +213,13 @@ void gemm_avx2(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_t
       for (int64_t r0 = 0; r0 < block; r0 += kRows) {
         const int64_t rows = std::min(kRows, block - r0);
         const int16_t* a = a16.data() + r0 * stride;
-        if (widen) {
-          run_microkernel(rows, a, stride, k_pairs, Int16Panel{w16.data()}, acc);
-        } else {
-          run_microkernel(rows, a, stride, k_pairs, Int8Panel{panel}, acc);
-        }
+        with_rows(rows, [&](auto r) {
+          if (widen) {
+            microkernel<decltype(r)::value>(a, stride, k_pairs, Int16Panel{w16.data()}, acc);
+          } else {
+            microkernel<decltype(r)::value>(a, stride, k_pairs, Int8Panel{panel}, acc);
+          }
+        });
         finish_rows(args, acc, mb + r0, rows, p);
       }
     }
