@@ -167,24 +167,20 @@ void gemm_avx2(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_t
   const int64_t k_pairs = b.k_pairs(), stride = k_pairs * 2;
   const int64_t max_block = std::min(kBlockRows, m_end - m_begin);
   std::vector<int16_t> a16, w16;  // widened rows and panels, allocated when a block first needs them
-  const int64_t quad_stride = (k_pairs + 1) / 2 * 4;
+  const int64_t a8_stride = quad_stride(k_pairs);
   std::vector<uint8_t> a8;
   alignas(32) int32_t acc[kRows * 16];
   for (int64_t mb = m_begin; mb < m_end; mb += kBlockRows) {
     const int64_t block = std::min(kBlockRows, m_end - mb);
     if (fits_7_bits(args, mb, block)) {
-      a8.resize(size_t(max_block * quad_stride));
-      for (int64_t r = 0; r < block; ++r) {  // rows padded with zeros to whole quads
-        uint8_t* dst = a8.data() + r * quad_stride;
-        std::memcpy(dst, args.a + (mb + r) * args.lda, size_t(b.k));
-        std::memset(dst + b.k, 0, size_t(quad_stride - b.k));
-      }
+      a8.resize(size_t(max_block * a8_stride));
+      copy_rows_as_quads(args, mb, block, a8_stride, a8.data());
       for (int64_t p = p_begin; p < p_end; ++p) {
+        const int8_t* panel = b.data + p * k_pairs * kPanel * 2;
         for (int64_t r0 = 0; r0 < block; r0 += kRows) {
           const int64_t rows = std::min(kRows, block - r0);
           with_rows(rows, [&](auto r) {
-            microkernel_u7<decltype(r)::value>(a8.data() + r0 * quad_stride, quad_stride, k_pairs,
-                                               b.data + p * k_pairs * kPanel * 2, acc);
+            microkernel_u7<decltype(r)::value>(a8.data() + r0 * a8_stride, a8_stride, k_pairs, panel, acc);
           });
           finish_rows(args, acc, mb + r0, rows, p);
         }

@@ -145,18 +145,14 @@ void finish_rows(const GemmInt8Args& args, const int32_t* acc, int64_t m0, int64
 
 void gemm_vnni(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_t p_begin, int64_t p_end) {
   const PackedInt8View& b = args.b;
-  const int64_t k_pairs = b.k_pairs(), stride = (k_pairs + 1) / 2 * 4;
+  const int64_t k_pairs = b.k_pairs(), stride = quad_stride(k_pairs);
   const int64_t panel_bytes = k_pairs * kPairBytes;
   const int64_t max_block = std::min(kBlockRows, m_end - m_begin);
   std::vector<uint8_t> a_quads(size_t(max_block * stride));  // rows padded with zeros to whole quads
   alignas(64) int32_t acc[kRows * kPanels * 16];
   for (int64_t mb = m_begin; mb < m_end; mb += kBlockRows) {
     const int64_t block = std::min(kBlockRows, m_end - mb);
-    for (int64_t r = 0; r < block; ++r) {
-      uint8_t* dst = a_quads.data() + r * stride;
-      std::memcpy(dst, args.a + (mb + r) * args.lda, size_t(b.k));
-      std::memset(dst + b.k, 0, size_t(stride - b.k));
-    }
+    copy_rows_as_quads(args, mb, block, stride, a_quads.data());
     for (int64_t p = p_begin; p < p_end; p += kPanels) {
       const int64_t panels = std::min(kPanels, p_end - p);
       const int8_t* panel = b.data + p * panel_bytes;

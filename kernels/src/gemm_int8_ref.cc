@@ -1,7 +1,9 @@
 // INT8 GEMM: weight packing, the shared epilogue and the scalar reference.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
+#include "gemm_variants.h"
 #include "torchqat/kernels/gemm_int8.h"
 
 namespace torchqat::kernels {
@@ -52,6 +54,15 @@ void gemm_int8_reference(const GemmInt8Args& args, int64_t m_begin, int64_t m_en
       }
       gemm_epilogue(args, m, n, int32_t(acc));
     }
+  }
+}
+
+int64_t quad_stride(int64_t k_pairs) { return (k_pairs + 1) / 2 * 4; }
+
+void copy_rows_as_quads(const GemmInt8Args& args, int64_t m0, int64_t rows, int64_t quad_stride, uint8_t* dst) {
+  for (int64_t r = 0; r < rows; ++r, dst += quad_stride) {
+    std::memcpy(dst, args.a + (m0 + r) * args.lda, size_t(args.b.k));
+    std::memset(dst + args.b.k, 0, size_t(quad_stride - args.b.k));
   }
 }
 

@@ -12,6 +12,14 @@
 
 namespace torchqat::kernels {
 
+// Rows [m0, m0 + rows) of the GEMM's activations copied to dst (row stride
+// quad_stride >= k) with K zero-padded to whole quads of k, as the
+// vpdpbusd and vpmaddubsw microkernels read them (gemm_int8_ref.cc).
+void copy_rows_as_quads(const GemmInt8Args& args, int64_t m0, int64_t rows, int64_t quad_stride, uint8_t* dst);
+// The row stride of such a copy: K rounded up to whole quads. (Defined out of
+// line: an inline function compiled under several ISA flags is an ODR hazard.)
+int64_t quad_stride(int64_t k_pairs);
+
 GemmInt8Kernels avx2_gemm_int8_kernels();
 GemmInt8Kernels avx512vnni_gemm_int8_kernels();  // run only where cpu_features().avx512_vnni
 DepthwiseInt8Kernels avx2_depthwise_int8_kernels();
